@@ -6,10 +6,14 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { failure, fail, ok, type Result } from './failures.ts';
 
-const DEFAULT_QMAILHOME = '/var/qmail';
+export const DEFAULT_QMAILHOME = '/var/qmail';
+
+export function qmailHome(env: NodeJS.ProcessEnv = process.env): string {
+  return env.QMAILHOME || DEFAULT_QMAILHOME;
+}
 
 export function controlDir(env: NodeJS.ProcessEnv = process.env): string {
-  const home = env.QMAILHOME || DEFAULT_QMAILHOME;
+  const home = qmailHome(env);
   const dir = env.CONTROLDIR;
   if (!dir) return join(home, 'control');
   return isAbsolute(dir) ? dir : join(home, dir);
