@@ -16,6 +16,7 @@ const LF = 0x0a;
 const SP = 0x20;
 const HTAB = 0x09;
 const CRLF = Buffer.from('\r\n');
+const CR_BYTE = Buffer.from('\r');
 
 export class DkCanonicalizer {
   private readonly algorithm: DkCanonicalization;
@@ -24,6 +25,7 @@ export class DkCanonicalizer {
   private pendingEmpty = 0;
   /** The last byte passed on did not end a line. */
   private midLine = false;
+  private heldCr = false;
 
   constructor(algorithm: DkCanonicalization, sink: (data: Buffer) => void) {
     this.algorithm = algorithm;
@@ -41,7 +43,11 @@ export class DkCanonicalizer {
   }
 
   body(chunk: Buffer): void {
-    const data = this.algorithm === 'nofws' ? strip(chunk, false) : chunk;
+    let data = this.algorithm === 'nofws' ? strip(chunk, false) : chunk;
+    // A CR that ends a chunk is held back until its LF is seen: it may end an empty line.
+    if (this.heldCr) data = Buffer.concat([CR_BYTE, data]);
+    this.heldCr = data.length > 0 && data[data.length - 1] === CR;
+    if (this.heldCr) data = data.subarray(0, data.length - 1);
     if (data.length === 0) return;
     let emitFrom = 0;
     let lineStart = 0;
@@ -63,6 +69,11 @@ export class DkCanonicalizer {
 
   /** Ends the data: trailing empty lines are dropped, and a partial last line is ended. */
   end(): void {
+    if (this.heldCr) {
+      this.flushEmpty();
+      this.sink(CR_BYTE);
+      this.midLine = true;
+    }
     this.pendingEmpty = 0;
     if (this.midLine) this.sink(CRLF);
     this.midLine = false;
