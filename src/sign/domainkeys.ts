@@ -42,7 +42,7 @@ export class DomainKeysSigner {
     this.canon = new DkCanonicalizer(options.canonicalization, (data) => this.hash.update(data));
     for (const field of head.fields) this.canon.header(field);
     if (head.hasSeparator) this.canon.separator();
-    this.names = distinctNames(head);
+    this.names = head.fields.map((field) => field.name);
   }
 
   body(chunk: Buffer): void {
@@ -55,21 +55,11 @@ export class DomainKeysSigner {
     const { key, canonicalization } = this.options;
     const b = this.hash.sign(key.key).toString('base64');
     const tags = ['a=rsa-sha1', 'q=dns', `c=${canonicalization}`, `s=${key.selector}`, `d=${key.domain}`];
-    // h= lists every field name present, so all of them stay covered, and a field someone
-    // appends below the signature later does not break it.
+    // h= names every field in the order it is hashed, repeats included (RFC 4870 §3.3: "the
+    // complete list of headers in the order presented"), so all stay covered and a field
+    // someone appends below the signature later does not break it.
     if (this.names.length > 0 && this.names.every((name) => TAG_SAFE_NAME.test(name))) tags.push(`h=${this.names.join(':')}`);
     tags.push(`b=${b}`);
     return Buffer.from(foldTags('DomainKey-Signature', tags), 'latin1');
   }
-}
-
-function distinctNames(head: Head): string[] {
-  const seen = new Set<string>();
-  const names: string[] = [];
-  for (const field of head.fields) {
-    if (seen.has(field.key)) continue;
-    seen.add(field.key);
-    names.push(field.name);
-  }
-  return names;
 }
