@@ -4,6 +4,8 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { EXIT_USAGE, signCommand } from './sign.ts';
 import { say } from './output.ts';
+import { keygenCommand } from './keygen.ts';
+import { keysCommand } from './keys.ts';
 
 export async function main(argv: string[]): Promise<number> {
   let exitCode = 0;
@@ -22,6 +24,36 @@ export async function main(argv: string[]): Promise<number> {
         exitCode = await signCommand(args);
       },
     )
+    .command(
+      'keygen [selector]',
+      'make a signing key and print its DNS TXT record (dknewkey); with --domain, where control/dksign looks for it',
+      (y) =>
+        y
+          .positional('selector', { type: 'string', describe: 'key file to create (its name is the selector); with --domain, which dksign line by its selector' })
+          .option('type', { alias: 't', choices: ['rsa', 'ed25519'] as const, default: 'rsa' as const, describe: 'key algorithm' })
+          .option('bits', { alias: 'b', type: 'number', describe: 'RSA key size in bits (default 2048)' })
+          .option('domain', { type: 'string', describe: 'put the key where control/dksign names it for this domain, creating the directory' })
+          .option('control', { type: 'string', describe: 'qmail control directory (default: $CONTROLDIR, $QMAILHOME/control, /var/qmail/control)' })
+          .option('print', { type: 'boolean', describe: 'print the record for the existing key file instead of making one' }),
+      async (args) => {
+        exitCode = await keygenCommand(args, 'qmail-remote-dkim keygen');
+      },
+    )
+    .command(
+      'keys',
+      'audit every key control/dksign can reach: permissions, key sizes, and with --dns the published records',
+      (y) =>
+        y
+          .option('control', { type: 'string', describe: 'qmail control directory (default: $CONTROLDIR, $QMAILHOME/control, /var/qmail/control)' })
+          .option('dns', { type: 'string', describe: 'DNS server to check each key\'s TXT record at, e.g. 127.0.0.1 or 127.0.0.1:5353' })
+          .option('json', { type: 'boolean', describe: 'one JSON document on stdout, for monitoring' }),
+      async (args) => {
+        exitCode = await keysCommand(args);
+      },
+    )
+    .command('demo', 'sign and deliver a sample message to a built-in loopback SMTP server, then verify it', {}, async () => {
+      exitCode = await (await import('./demo.ts')).demoCommand();
+    })
     .demandCommand(1, 'name a command')
     .strict()
     .help()
