@@ -51,6 +51,21 @@ export async function main(argv: string[]): Promise<number> {
         exitCode = await keysCommand(args);
       },
     )
+    .command(
+      'install',
+      'put the shim in place of $QMAILHOME/bin/qmail-remote, keeping the original as qmail-remote.orig',
+      (y) =>
+        y
+          .option('to', { type: 'string', describe: 'write the shim here instead (for $QMAILREMOTE)' })
+          .option('node', { type: 'string', describe: 'absolute path of Node >= 22.19 (default: the one running this)' })
+          .option('cache', { type: 'string', describe: "Node compile cache directory, writable by qmailr (default: none)" }),
+      async (args) => {
+        exitCode = (await import('./install.ts')).installCommand(args);
+      },
+    )
+    .command('uninstall', 'put qmail-remote.orig back', (y) => y.option('to', { type: 'string' }), async (args) => {
+      exitCode = (await import('./install.ts')).uninstallCommand(args);
+    })
     .command('demo', 'sign and deliver a sample message to a built-in loopback SMTP server, then verify it', {}, async () => {
       exitCode = await (await import('./demo.ts')).demoCommand();
     })

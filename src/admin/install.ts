@@ -1,0 +1,40 @@
+// `qmail-remote-dkim install` and `uninstall`: see src/install.ts and docs/install.md.
+import { fileURLToPath } from 'node:url';
+import { qmailHome } from '../control.ts';
+import { checkNode, defaultTarget, install, uninstall } from '../install.ts';
+import { say } from './output.ts';
+
+const PROGRAM = fileURLToPath(new URL('../qmail-remote.js', import.meta.url));
+
+export interface InstallArgs {
+  to?: string;
+  node?: string;
+  cache?: string;
+}
+
+export function installCommand(args: InstallArgs): number {
+  const node = args.node ?? process.execPath;
+  const problem = checkNode(node);
+  if (problem) {
+    say(`qmail-remote-dkim install: ${problem}`);
+    return 100;
+  }
+  try {
+    const target = args.to ?? defaultTarget(qmailHome());
+    for (const line of install({ target, node, program: PROGRAM, cacheDir: args.cache ?? '' })) say(line);
+    return 0;
+  } catch (error) {
+    say(`qmail-remote-dkim install: ${(error as Error).message}`);
+    return 111;
+  }
+}
+
+export function uninstallCommand(args: { to?: string }): number {
+  try {
+    for (const line of uninstall(args.to ?? defaultTarget(qmailHome()))) say(line);
+    return 0;
+  } catch (error) {
+    say(`qmail-remote-dkim uninstall: ${(error as Error).message}`);
+    return 111;
+  }
+}
