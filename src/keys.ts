@@ -34,6 +34,11 @@ export type ReadFile = (path: string) => Buffer;
 
 const SELECTOR = /^[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?)*$/;
 
+/** A key file name that can stand as s=: dot-separated labels of letters, digits, '-' and '_'. */
+export function isSelector(text: string): boolean {
+  return SELECTOR.test(text);
+}
+
 /**
  * Finds the key for `rawDomain` under `template`. A template without `%` names one key for
  * every domain, and d= is then the message's own domain. Relative templates are taken from
@@ -62,7 +67,7 @@ function readKey(path: string, domain: string, read: ReadFile): KeyLookup | null
     return { kind: 'error', path, reason: `cannot read key file (${code ?? 'error'})` };
   }
   const selector = basename(path);
-  if (!SELECTOR.test(selector)) return { kind: 'error', path, reason: `key file name is not a valid selector: ${selector}` };
+  if (!isSelector(selector)) return { kind: 'error', path, reason: `key file name is not a valid selector: ${selector}` };
   const parsed = parseKey(pem);
   if (typeof parsed === 'string') return { kind: 'error', path, reason: parsed };
   return { kind: 'found', key: { domain, selector, path, ...parsed } };
