@@ -21,6 +21,9 @@ export const FAILURES = {
   READ_KEY: { letter: 'Z', text: 'Unable to read DKIM/DomainKeys private key. (#4.3.0)\n' },
   INTERNAL: { letter: 'Z', text: 'qmail-remote-dkim hit an internal error; will try again. (#4.3.0)\n' },
   USAGE: { letter: 'D', text: 'I (qmail-remote) was invoked improperly. (#5.3.5)\n' },
+  // Checked before any SMTP command: these characters would end or split the command line.
+  BAD_SENDER: { letter: 'D', text: 'Sorry, the envelope sender contains characters SMTP cannot carry. (#5.1.7)\n' },
+  NO_RECIPIENT: { letter: 'D', text: 'Sorry, no recipient address could be sent over SMTP. (#5.1.3)\n' },
   NO_MX_OR_IP: { letter: 'D', text: "Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)\n" },
   NULL_MX: { letter: 'D', text: "Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)\n" },
   MX_IS_ME: {
