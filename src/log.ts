@@ -6,6 +6,9 @@
 // winston is loaded only when logging is on: it costs tens of milliseconds to load.
 import { readControlLine } from './control.ts';
 
+// How long a delivery waits for its log line to be handed on before it lets the process end.
+const LOG_WAIT_MS = 5000;
+
 export type LogTarget = { kind: 'file'; path: string } | { kind: 'syslog'; host: string; port: number };
 
 export interface DeliveryLog {
@@ -68,9 +71,13 @@ export async function logDelivery(target: LogTarget, entry: DeliveryLog): Promis
       transports: [transport],
       exitOnError: false,
     });
-    logger.on('error', () => undefined);
     await new Promise<void>((resolve) => {
+      // A transport that fails (an unwritable file) never finishes: an error ends the wait too,
+      // and the timer only bounds it without keeping the process alive.
+      logger.on('error', () => resolve());
+      transport.on('error', () => resolve());
       logger.on('finish', () => resolve());
+      setTimeout(resolve, LOG_WAIT_MS).unref();
       logger.info(formatDelivery(entry));
       logger.end();
     });

@@ -108,6 +108,23 @@ test('accepted: r, then K with the final reply; what arrived verifies under Mail
   assert.ok(message.toString('latin1').endsWith(original), 'the signature fields, then the queue file as it is, in CRLF');
 });
 
+test('with QMAILREMOTE_LOG, one line per delivery with d= and s=, and nothing of the key', async () => {
+  const server = await startScriptServer({});
+  try {
+    const log = join(work, 'delivery.log');
+    const run = await qmailRemote(['example.net', 'alice@example.com', 'bob@example.net'],
+      control({ smtproutes: `:127.0.0.1:${server.port}\n` }), SIMPLE, { QMAILREMOTE_LOG: log });
+    expectReport(run, `r\0K${IP} accepted message.\nRemote host said: 250 queued\n\0`);
+    const line = readFileSync(log, 'utf8');
+    assert.match(line, /host=127\.0\.0\.1 ip=127\.0\.0\.1 sender=<alice@example\.com> recips=<bob@example\.net>/);
+    assert.match(line, /sig=\[dkim d=example\.com s=default a=rsa-sha256\] sig=\[domainkeys d=example\.com s=default a=rsa-sha1\]/);
+    assert.match(line, /result=K ms=\d+ /);
+    assert.doesNotMatch(line, /PRIVATE|MII/);
+  } finally {
+    await server.close();
+  }
+});
+
 test('recipients 250/550/451 give r, h, s in argv order, and the message still goes', async () => {
   const { run } = await against(
     { replies: { RCPT: ['250 ok', '550 5.1.1 no such user', '451 4.3.0 try later'], '.': '250 done' } },
