@@ -7,6 +7,11 @@ import { say } from './output.ts';
 import { keygenCommand } from './keygen.ts';
 import { keysCommand } from './keys.ts';
 
+const CONTROL_OPTION = {
+  type: 'string',
+  describe: 'qmail control directory (default: $CONTROLDIR, $QMAILHOME/control, /var/qmail/control)',
+} as const;
+
 export async function main(argv: string[]): Promise<number> {
   let exitCode = 0;
   const parser = yargs(argv)
@@ -16,7 +21,7 @@ export async function main(argv: string[]): Promise<number> {
       'sign a message from stdin as qmail-remote would, and write it to stdout',
       (y) =>
         y
-          .option('control', { type: 'string', describe: 'qmail control directory (default: $CONTROLDIR, $QMAILHOME/control, /var/qmail/control)' })
+          .option('control', CONTROL_OPTION)
           .option('explain', { type: 'boolean', describe: 'say on stderr which domain, key and selector were used, or why nothing was signed' })
           .option('time', { type: 'number', describe: 'DKIM t= in seconds since the epoch (for reproducible output)' })
           .option('canonicalization', { choices: ['nofws', 'simple'] as const, describe: 'DomainKeys canonicalization (default nofws)' }),
@@ -33,7 +38,7 @@ export async function main(argv: string[]): Promise<number> {
           .option('type', { alias: 't', choices: ['rsa', 'ed25519'] as const, default: 'rsa' as const, describe: 'key algorithm' })
           .option('bits', { alias: 'b', type: 'number', describe: 'RSA key size in bits (default 2048)' })
           .option('domain', { type: 'string', describe: 'put the key where control/dksign names it for this domain, creating the directory' })
-          .option('control', { type: 'string', describe: 'qmail control directory (default: $CONTROLDIR, $QMAILHOME/control, /var/qmail/control)' })
+          .option('control', CONTROL_OPTION)
           .option('print', { type: 'boolean', describe: 'print the record for the existing key file instead of making one' }),
       async (args) => {
         exitCode = await keygenCommand(args, 'qmail-remote-dkim keygen');
@@ -44,7 +49,7 @@ export async function main(argv: string[]): Promise<number> {
       'audit every key control/dksign can reach: permissions, key sizes, and with --dns the published records',
       (y) =>
         y
-          .option('control', { type: 'string', describe: 'qmail control directory (default: $CONTROLDIR, $QMAILHOME/control, /var/qmail/control)' })
+          .option('control', CONTROL_OPTION)
           .option('dns', { type: 'string', describe: 'DNS server to check each key\'s TXT record at, e.g. 127.0.0.1 or 127.0.0.1:5353' })
           .option('json', { type: 'boolean', describe: 'one JSON document on stdout, for monitoring' }),
       async (args) => {
