@@ -1,0 +1,153 @@
+// What one run of the bench found, as written to bench/results/latest.json, and its Markdown
+// rendering (stdout, bench/results/latest.md and the generated part of docs/performance.md).
+import type { Stats } from './measure.ts';
+
+export interface Timing {
+  readonly label: string;
+  readonly ms: Stats;
+  readonly samples: readonly number[];
+}
+
+export interface StartupRow extends Timing {
+  /** Median minus the median of `node -e 0`. */
+  readonly addedMs: number;
+}
+
+/** Peak RSS is null without GNU time. */
+export interface Measured {
+  readonly ms: Stats;
+  readonly rssKiB: Stats | null;
+}
+
+export interface SizeRow {
+  readonly mib: number;
+  readonly bytes: number;
+  readonly qmailRemote: Measured;
+  readonly ioFloor: Measured;
+}
+
+export interface Concurrency {
+  readonly deliveries: number;
+  readonly concurrency: number;
+  readonly wallMs: number;
+  readonly perSecond: number;
+  /** 1000 / median wall time of one delivery in case (a). */
+  readonly sequentialPerSecond: number;
+  /** CPU and peak RSS are null without GNU time. */
+  readonly cpuMsPerDelivery: number | null;
+  readonly singleCpuMsPerDelivery: number | null;
+  readonly singleRuns: number;
+  readonly singleRssKiB: Stats | null;
+}
+
+export interface Target {
+  readonly name: string;
+  readonly goal: string;
+  readonly measured: string;
+  /** null when an alternative it needs is not installed. */
+  readonly pass: boolean | null;
+}
+
+export interface Results {
+  readonly date: string;
+  readonly quick: boolean;
+  readonly environment: Readonly<Record<string, string>>;
+  readonly small: { readonly bytes: number; readonly rows: readonly Timing[] };
+  readonly big: { readonly bytes: number; readonly rows: readonly Timing[] };
+  readonly startup: readonly StartupRow[];
+  readonly concurrency: Concurrency;
+  readonly sizes: readonly SizeRow[];
+  readonly targets: readonly Target[];
+}
+
+export const LABELS = {
+  qmailRemote: 'bin/qmail-remote (sign DK+DKIM, deliver)',
+  node: 'node -e 0',
+  perl: 'Mail::DKIM, Perl (sign DKIM+DK, no delivery)',
+  dkimpy: 'dkimpy dkimsign, Python (sign DKIM only, no delivery)',
+  ioFloor: 'I/O floor (read, SHA-256 + SHA-1, send)',
+} as const;
+
+const ms = (n: number): string => (n >= 100 ? n.toFixed(0) : n.toFixed(1));
+const range = (s: Stats, f: (n: number) => string = ms): string => `${f(s.min)}–${f(s.max)}`;
+const times = (n: number): string => `${n.toFixed(2)}×`;
+const mib = (kib: number): string => (kib / 1024).toFixed(1);
+const NA = 'n/a (no GNU time)';
+const verdict = (pass: boolean | null): string => (pass === null ? 'n/a' : pass ? '**PASS**' : '**FAIL**');
+
+export function find(rows: readonly Timing[], label: string): Timing | undefined {
+  return rows.find((row) => row.label === label);
+}
+
+/** `plot` is where the size plot is, relative to the Markdown file. */
+export function renderMarkdown(r: Results, plot: string): string {
+  const out: string[] = [];
+  const env = Object.entries(r.environment).map(([k, v]) => `${k} ${v}`).join(', ');
+  out.push(`Measured ${r.date}${r.quick ? ' (**--quick**: few repetitions, not for the docs)' : ''}; ${env}.`);
+  out.push('');
+
+  out.push('### Targets', '');
+  out.push('| target | goal | measured | result |', '| --- | --- | --- | --- |');
+  for (const t of r.targets) out.push(`| ${t.name} | ${t.goal} | ${t.measured} | ${verdict(t.pass)} |`);
+  out.push('');
+
+  const smallNode = find(r.small.rows, LABELS.node);
+  const smallQr = find(r.small.rows, LABELS.qmailRemote);
+  out.push(`### (a) A ${(r.small.bytes / 1024).toFixed(1)} KiB message, whole process`, '');
+  out.push(`${smallQr?.ms.n ?? 0} runs each, interleaved. Ratios are of medians.`, '');
+  out.push('| program | median ms | min–max ms | ÷ `node -e 0` | ÷ qmail-remote |', '| --- | ---: | ---: | ---: | ---: |');
+  for (const row of r.small.rows) {
+    const vsNode = smallNode ? times(row.ms.median / smallNode.ms.median) : '';
+    const vsQr = smallQr ? times(row.ms.median / smallQr.ms.median) : '';
+    out.push(`| ${row.label} | ${ms(row.ms.median)} | ${range(row.ms)} | ${vsNode} | ${vsQr} |`);
+  }
+  out.push('');
+
+  const bigFloor = find(r.big.rows, LABELS.ioFloor);
+  const bigQr = find(r.big.rows, LABELS.qmailRemote);
+  out.push(`### (b) A ${(r.big.bytes / 2 ** 20).toFixed(0)} MiB message, whole process`, '');
+  out.push('Interleaved; the slow alternatives take part in fewer rounds (n).', '');
+  out.push('| program | n | median s | min–max s | ÷ I/O floor | ÷ qmail-remote |', '| --- | ---: | ---: | ---: | ---: | ---: |');
+  const s = (n: number): string => (n / 1000).toFixed(2);
+  for (const row of r.big.rows) {
+    const vsFloor = bigFloor ? times(row.ms.median / bigFloor.ms.median) : '';
+    const vsQr = bigQr ? times(row.ms.median / bigQr.ms.median) : '';
+    out.push(`| ${row.label} | ${row.ms.n} | ${s(row.ms.median)} | ${range(row.ms, s)} | ${vsFloor} | ${vsQr} |`);
+  }
+  out.push('');
+
+  const c = r.concurrency;
+  out.push(`### (c) ${c.deliveries} deliveries of the small message, ${c.concurrency} at a time`, '');
+  out.push('| measure | value |', '| --- | ---: |');
+  out.push(`| wall time for all | ${(c.wallMs / 1000).toFixed(2)} s |`);
+  out.push(`| deliveries per second, concurrency ${c.concurrency} | ${c.perSecond.toFixed(1)} |`);
+  out.push(`| deliveries per second, one at a time (1000 ÷ median of (a)) | ${c.sequentialPerSecond.toFixed(1)} |`);
+  const cpu = (n: number | null): string => (n === null ? NA : `${ms(n)} ms`);
+  out.push(`| CPU (user+sys) per delivery, concurrency ${c.concurrency} | ${cpu(c.cpuMsPerDelivery)} |`);
+  out.push(`| CPU (user+sys) per delivery, one at a time (${c.singleRuns} runs) | ${cpu(c.singleCpuMsPerDelivery)} |`);
+  if (c.cpuMsPerDelivery !== null && c.singleCpuMsPerDelivery !== null) {
+    out.push(`| ratio | ${times(c.cpuMsPerDelivery / c.singleCpuMsPerDelivery)} |`);
+  }
+  const rss = c.singleRssKiB;
+  out.push(`| peak RSS of one delivery (median, min–max) | ${rss ? `${mib(rss.median)} MiB (${range(rss, mib)})` : NA} |`);
+  out.push('');
+
+  out.push('### (d) Wall time and peak RSS against message size', '');
+  out.push('Peak RSS is GNU time\'s "Maximum resident set size".', '');
+  out.push('| size | qmail-remote median s (min–max) | qmail-remote peak RSS MiB | I/O floor median s | I/O floor peak RSS MiB | ÷ floor |');
+  out.push('| ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const row of r.sizes) {
+    const q = row.qmailRemote;
+    const f = row.ioFloor;
+    const rss = (m: Measured): string => (m.rssKiB ? mib(m.rssKiB.median) : NA);
+    out.push(`| ${row.mib} MiB | ${s(q.ms.median)} (${range(q.ms, s)}) | ${rss(q)} | ${s(f.ms.median)} | ${rss(f)} | ${times(q.ms.median / f.ms.median)} |`);
+  }
+  out.push('', `![Wall time and peak RSS against message size](${plot})`, '');
+
+  out.push('### Start-up breakdown (what one delivery of the small message spends where)', '');
+  out.push('Each row is a whole `node` process; "added" is its median minus that of `node -e 0`.', '');
+  out.push('| process | median ms | min–max ms | added ms |', '| --- | ---: | ---: | ---: |');
+  for (const row of r.startup) out.push(`| ${row.label} | ${ms(row.ms.median)} | ${range(row.ms)} | ${ms(row.addedMs)} |`);
+  out.push('');
+  return out.join('\n');
+}
