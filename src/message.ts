@@ -10,12 +10,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
-const CHUNK_BYTES = 1 << 20;
+// Small enough that each chunk's buffers come from malloc's heap and are reused at once, so
+// memory stays flat however large the message; large enough that a chunk costs little.
+const CHUNK_BYTES = 64 << 10;
 const CR = 0x0d;
 const LF = 0x0a;
 
 export interface MessageSource {
-  /** The raw message from its first byte; each call starts a new pass. */
+  /**
+   * The raw message from its first byte; each call starts a new pass. A chunk is valid only
+   * until the next one is asked for: the normaliser copies it, everything else reads it at once.
+   */
   chunks(): Iterable<Buffer>;
   close(): void;
 }
@@ -39,9 +44,7 @@ function fileSource(fd: number, owned: boolean): MessageSource {
         const n = readSync(fd, buffer, 0, CHUNK_BYTES, position);
         if (n === 0) return;
         position += n;
-        // Consumers hash or copy each chunk before asking for the next, but a copy keeps a
-        // slow consumer (a socket write) from seeing its bytes overwritten.
-        yield Buffer.from(buffer.subarray(0, n));
+        yield buffer.subarray(0, n);
       }
     },
     close() {
@@ -79,9 +82,18 @@ export class CrlfNormalizer {
   private afterCr = false;
   private lastByte = LF;
 
+  private scratch = Buffer.alloc(0);
+
+  /**
+   * The chunk normalised, as a view into a buffer this normaliser reuses: valid until the next
+   * push. Allocating a buffer per chunk instead made memory grow with the message, because
+   * V8 frees a buffer only when a collection runs, and little else here makes one run.
+   */
   push(chunk: Buffer): Buffer {
     if (chunk.length === 0) return chunk;
-    const out = Buffer.allocUnsafe(chunk.length * 2 + 1);
+    // Every input byte becomes at most two (a bare CR becomes CRLF).
+    if (this.scratch.length < chunk.length * 2) this.scratch = Buffer.allocUnsafe(chunk.length * 2);
+    const out = this.scratch;
     let o = 0;
     let i = 0;
     if (this.afterCr) {
@@ -119,7 +131,10 @@ export class CrlfNormalizer {
   }
 }
 
-/** Every pass over the message goes through this one normaliser. */
+/**
+ * Every pass over the message goes through this one normaliser. Each chunk is valid only until
+ * the next is asked for: hash it, or write it and wait for the write to complete.
+ */
 export function* normalised(source: MessageSource): Iterable<Buffer> {
   const normalizer = new CrlfNormalizer();
   for (const chunk of source.chunks()) {
@@ -128,4 +143,11 @@ export function* normalised(source: MessageSource): Iterable<Buffer> {
   }
   const tail = normalizer.end();
   if (tail.length > 0) yield tail;
+}
+
+/** The whole normalised message in one buffer, for tests and small messages. */
+export function normalisedMessage(source: MessageSource): Buffer {
+  const chunks: Buffer[] = [];
+  for (const chunk of normalised(source)) chunks.push(Buffer.from(chunk));
+  return Buffer.concat(chunks);
 }

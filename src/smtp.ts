@@ -14,10 +14,9 @@
 // the server (any bytes, any length, any timing) nor the envelope (checked before use).
 // Never throws, never prints: nodemailer's logger is off and every failure is a report.
 import { connect, type Socket } from 'node:net';
-import { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
-import DataStream from 'nodemailer/lib/smtp-connection/data-stream.js';
+import { createRequire } from 'node:module';
+import type SMTPConnectionClass from 'nodemailer/lib/smtp-connection/index.js';
+import { DotStuffer } from './transparency.ts';
 import { failure, type Failure } from './failures.ts';
 import type { MessageLetter, MessageReport, RecipientReport, Reports } from './report.ts';
 
@@ -62,9 +61,6 @@ const UNPARSABLE_CODE = 451;
 // QUIT is written and the connection closed without waiting for the answer ("waiting for
 // remote side is just too ridiculous", qmail-remote.c); this only bounds the write itself.
 const QUIT_WRITE_MS = 1000;
-// How much of the message may wait in memory for the socket: bounded, so a 100 MB message
-// streams instead of being read in whole.
-const BODY_BATCH_BYTES = 256 * 1024;
 // setTimeout turns anything longer into 1 ms, with a warning on stderr (the report pipe).
 const MAX_TIMER_MS = 2 ** 31 - 1;
 // Addresses go between < and > on one command line; these would end or split it.
@@ -103,6 +99,11 @@ async function retryWithoutTls(ip: string, d: Delivery, envelope: Envelope): Pro
   // Unreachable: without STARTTLS there is no handshake to fail.
   return result === TLS_FAILED ? stopped([], ip, { kind: 'died', critical: false }, 'starttls') : result;
 }
+
+// nodemailer's CommonJS build, not its ES one: an ES import of node:http (its fetch module)
+// evaluates Node's lazy getters and compiles the bundled undici, ~30 ms on every delivery.
+const SMTPConnection = createRequire(import.meta.url)('nodemailer/lib/smtp-connection') as typeof SMTPConnectionClass;
+type SMTPConnection = SMTPConnectionClass;
 
 // ---------------------------------------------------------------------------------------------
 // The envelope
@@ -469,8 +470,7 @@ class Wire {
   }
 
   /**
-   * Sends the message with dot-stuffing and the final dot (nodemailer's DataStream, which
-   * leaves CRLF text alone otherwise) and resolves with the reply to the dot. A reply that
+   * Sends the message with dot-stuffing and the final dot (src/transparency.ts) and resolves with the reply to the dot. A reply that
    * comes early is only looked at once the dot is out, so K always follows the whole message.
    */
   async message(source: Delivery['message']): Promise<Reply> {
@@ -507,23 +507,26 @@ class Wire {
   private sendBody(source: Delivery['message']): Promise<void> {
     const socket = this.conn._socket;
     if (this.dead || !socket) return Promise.reject(new Stopped(this.dead ?? this.classify({})));
-    // Each chunk goes on once the socket took the previous one; 'final' runs after the last
-    // write completed, the final dot included, which is qmail's "flushed" moment.
-    const writer = new Writable({
-      highWaterMark: BODY_BATCH_BYTES,
-      write: (chunk: Buffer, _encoding, done) => void socket.write(chunk, done),
-      // Chunks that arrive while a write is under way go out together, so small chunks do
-      // not each cost a trip through the event loop.
-      writev: (chunks, done) => void socket.write(Buffer.concat(chunks.map((c) => c.chunk as Buffer)), done),
-      final: (done) => {
-        this.flushed = true;
-        done();
-      },
-    });
-    const sent = pipeline(readMessage(source), new DataStream(), writer);
+    const sent = this.writeBody(socket, source);
     return this.step<void>((resolve, reject) => {
       sent.then(resolve, (error: unknown) => reject(error instanceof ReadFailed ? error : this.classify({})));
     });
+  }
+
+  /**
+   * One chunk at a time, the next only once the socket has taken the last: a chunk may be a
+   * view into a buffer its producer reuses (src/message.ts), and nothing piles up in memory
+   * however large the message. The moment the final dot's write completes is qmail's
+   * "flushed": a connection that dies after it may have delivered the message.
+   */
+  private async writeBody(socket: Socket, source: Delivery['message']): Promise<void> {
+    const stuffer = new DotStuffer();
+    for await (const chunk of readMessage(source)) {
+      if (this.dead) throw new Error('connection died');
+      await writeChunk(socket, stuffer.stuff(chunk));
+    }
+    await writeChunk(socket, stuffer.end());
+    this.flushed = true;
   }
 
   /** Queues the handler for the next reply; the reply resolves the step synchronously. */
@@ -600,6 +603,12 @@ class Wire {
 }
 
 /** The message as Buffers; a failure to read it is told apart from a failure to send it. */
+function writeChunk(socket: Socket, data: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    socket.write(data, (error) => (error ? reject(error) : resolve()));
+  });
+}
+
 async function* readMessage(source: Delivery['message']): AsyncGenerator<Buffer> {
   try {
     for await (const chunk of source()) {

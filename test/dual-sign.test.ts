@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bufferSource, normalised } from '../src/message.ts';
+import { bufferSource, normalisedMessage } from '../src/message.ts';
 import { signMessage, type Signed } from '../src/sign/index.ts';
 import { startDns, type DnsServer } from './helpers/dnsmasq.ts';
 import { makeEd25519Key, makeRsaKey } from './helpers/keys.ts';
@@ -56,7 +56,7 @@ after(async () => {
 function sign(input: Buffer, templates: string[]): { wire: Buffer; signed: Signed } {
   const result = signMessage(bufferSource(input), { templates, qmailHome: '/', time: TIME });
   assert.ok(result.ok, 'signing must not fail');
-  return { wire: Buffer.concat([result.value.prefix, ...normalised(bufferSource(input))]), signed: result.value };
+  return { wire: Buffer.concat([result.value.prefix, normalisedMessage(bufferSource(input))]), signed: result.value };
 }
 
 /** The names of the header fields above the original ones, top to bottom. */

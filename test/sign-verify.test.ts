@@ -8,7 +8,7 @@ import { readFileSync, readdirSync, writeFileSync, mkdtempSync, mkdirSync, copyF
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPrivateKey, createPublicKey } from 'node:crypto';
-import { bufferSource, normalised } from '../src/message.ts';
+import { bufferSource, normalisedMessage } from '../src/message.ts';
 import { signMessage } from '../src/sign/index.ts';
 import { startDns, type DnsServer } from './helpers/dnsmasq.ts';
 import { verifyWithDkimpy, verifyWithMailDkim } from './helpers/verifiers.ts';
@@ -45,7 +45,7 @@ after(async () => {
 function sign(message: Buffer): { wire: Buffer; signed: boolean; dk: boolean } {
   const result = signMessage(bufferSource(message), { templates: [join(keyDir, '%/default')], qmailHome: '/', time: TIME });
   assert.ok(result.ok, 'signing must not fail');
-  const wire = Buffer.concat([result.value.prefix, ...normalised(bufferSource(message))]);
+  const wire = Buffer.concat([result.value.prefix, normalisedMessage(bufferSource(message))]);
   return {
     wire,
     signed: result.value.signatures.length > 0,
