@@ -150,4 +150,6 @@ async function main(): Promise<void> {
 }
 
 process.exitCode = 0;
-await main();
+// Not a top-level await: scripts/bundle.mjs makes this file CommonJS. main() does not reject;
+// should it ever, the unhandledRejection handler reports Z.
+void main();

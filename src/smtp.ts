@@ -14,8 +14,7 @@
 // the server (any bytes, any length, any timing) nor the envelope (checked before use).
 // Never throws, never prints: nodemailer's logger is off and every failure is a report.
 import { connect, type Socket } from 'node:net';
-import { createRequire } from 'node:module';
-import type SMTPConnectionClass from 'nodemailer/lib/smtp-connection/index.js';
+import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import { DotStuffer } from './transparency.ts';
 import { failure, type Failure } from './failures.ts';
 import type { MessageLetter, MessageReport, RecipientReport, Reports } from './report.ts';
@@ -99,11 +98,6 @@ async function retryWithoutTls(ip: string, d: Delivery, envelope: Envelope): Pro
   // Unreachable: without STARTTLS there is no handshake to fail.
   return result === TLS_FAILED ? stopped([], ip, { kind: 'died', critical: false }, 'starttls') : result;
 }
-
-// nodemailer's CommonJS build, not its ES one: an ES import of node:http (its fetch module)
-// evaluates Node's lazy getters and compiles the bundled undici, ~30 ms on every delivery.
-const SMTPConnection = createRequire(import.meta.url)('nodemailer/lib/smtp-connection') as typeof SMTPConnectionClass;
-type SMTPConnection = SMTPConnectionClass;
 
 // ---------------------------------------------------------------------------------------------
 // The envelope

@@ -4,7 +4,7 @@ import { qmailHome } from '../control.ts';
 import { checkNode, defaultTarget, install, uninstall } from '../install.ts';
 import { say } from './output.ts';
 
-const PROGRAM = fileURLToPath(new URL('../qmail-remote.js', import.meta.url));
+const PROGRAM = fileURLToPath(new URL('../qmail-remote.cjs', import.meta.url));
 
 export interface InstallArgs {
   to?: string;
