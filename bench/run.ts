@@ -206,11 +206,10 @@ async function caseStartup(c: Commands, sink: Sink, message: string, dir: string
   });
   const required = (label: string, path: string): Command => ({ ...load(label, ''), args: ['-e', `require(${JSON.stringify(path)})`] });
   const builtins = (...names: string[]): string => `data:text/javascript,${names.map((name) => `import "node:${name}";`).join(' ')}`;
-  const resolve = (specifier: string): string => import.meta.resolve(specifier);
   const dist = (path: string): string => new URL(`../dist/${path}`, import.meta.url).href;
   const cache = join(dir, 'compile-cache');
   const cached: Command = {
-    ...c.qmailRemote(message, 'bin/qmail-remote, with NODE_COMPILE_CACHE warm (what-if)'),
+    ...c.qmailRemote(message, 'bin/qmail-remote, with NODE_COMPILE_CACHE set, as the installed shim does'),
     env: { ...(c.qmailRemote(message).env ?? {}), NODE_COMPILE_CACHE: cache },
   };
   const list: Command[] = [
@@ -220,13 +219,8 @@ async function caseStartup(c: Commands, sink: Sink, message: string, dir: string
     // An ES import of a built-in reads all its exports, so node:http's lazy getters load undici.
     load('import node:http', builtins('http')),
     required('require node:http (CommonJS: lazy getters stay lazy)', 'node:http'),
-    load('import mailauth/lib/dkim/body/relaxed.js', resolve('mailauth/lib/dkim/body/relaxed.js')),
-    load('import nodemailer/lib/smtp-connection/index.js (its ES build)', resolve('nodemailer/lib/smtp-connection/index.js')),
     required('require nodemailer/lib/smtp-connection (its CommonJS build)', createRequire(import.meta.url).resolve('nodemailer/lib/smtp-connection')),
-    load('import dist/sign/index.js (signing: mailauth, node:crypto)', dist('sign/index.js')),
-    load('import dist/route.js (routing: node:dns)', dist('route.js')),
-    load('import dist/smtp.js (delivery: nodemailer)', dist('smtp.js')),
-    load('import dist/qmail-remote.js, no arguments (all modules, usage report)', dist('qmail-remote.js')),
+    required('require dist/qmail-remote.cjs, no arguments (the whole bundle, usage report)', fileURLToPath(dist('qmail-remote.cjs'))),
     c.qmailRemote(message, 'bin/qmail-remote, 2 KiB message signed and delivered'),
     cached,
   ];

@@ -12,6 +12,10 @@ import { bufferSource, normalisedMessage } from '../src/message.ts';
 import { signMessage } from '../src/sign/index.ts';
 import { startDns, type DnsServer } from './helpers/dnsmasq.ts';
 import { verifyWithDkimpy, verifyWithMailDkim } from './helpers/verifiers.ts';
+import { writeBigMessage } from './helpers/big-message.ts';
+import { openSync, closeSync } from 'node:fs';
+import { openMessage } from '../src/message.ts';
+import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 
 const FIXTURES = new URL('./fixtures/', import.meta.url);
 const GOLDEN = new URL('./golden/', import.meta.url);
@@ -26,6 +30,7 @@ const UNSIGNED = new Set(['no-from.eml']);
 const DK_IDENTITY_MISREAD = new Set(['folded-headers.eml', 'from-display-name.eml', 'group-from.eml']);
 
 let dns: DnsServer;
+let record = '';
 const keyDir = mkdtempSync(join(tmpdir(), 'qrd-keys-'));
 
 before(async () => {
@@ -35,6 +40,7 @@ before(async () => {
   }
   const spki = createPublicKey(createPrivateKey(readFileSync(RSA_KEY))).export({ type: 'spki', format: 'der' });
   const text = `v=DKIM1; k=rsa; p=${spki.toString('base64')}`;
+  record = text;
   dns = await startDns({ txt: DOMAINS.map((d) => ({ name: `default._domainkey.${d}`, text })) });
 });
 
@@ -42,8 +48,10 @@ after(async () => {
   await dns?.stop();
 });
 
-function sign(message: Buffer): { wire: Buffer; signed: boolean; dk: boolean } {
-  const result = signMessage(bufferSource(message), { templates: [join(keyDir, '%/default')], qmailHome: '/', time: TIME });
+function sign(message: Buffer, dkCanonicalization: 'nofws' | 'simple' = 'nofws'): { wire: Buffer; signed: boolean; dk: boolean } {
+  const result = signMessage(bufferSource(message), {
+    templates: [join(keyDir, '%/default')], qmailHome: '/', time: TIME, dkCanonicalization,
+  });
   assert.ok(result.ok, 'signing must not fail');
   const wire = Buffer.concat([result.value.prefix, normalisedMessage(bufferSource(message))]);
   return {
@@ -103,6 +111,9 @@ for (const name of fixtures) {
     assert.equal(py[0]?.result, 'pass', `dkimpy: ${py[0]?.detail}`);
     assert.equal(perlDk.length, dk ? 1 : 0);
     if (dk) assert.equal(perlDk[0]?.result, 'pass', `Mail::DKIM DomainKeys: ${perlDk[0]?.detail}`);
+    // mailauth, whose canonicalization ours replaced on the delivery path, agrees too.
+    const mailauth = await dkimVerify(wire, { resolver: async () => [[record]] });
+    assert.deepEqual(mailauth.results.filter((r) => r.selector === 'default').map((r) => r.status.result), ['pass']);
 
     const bad = tamper(wire);
     const perlBad = (await verifyWithMailDkim(bad, dns.server, identity)).signatures.filter(ours);
@@ -111,3 +122,35 @@ for (const name of fixtures) {
     assert.equal(perlBad.length + pyBad.length, perl.length + py.length);
   });
 }
+
+for (const name of ['simple.eml', 'trailing-whitespace.eml', 'folded-headers.eml', 'blank-lines-body.eml']) {
+  test(`${name}: DomainKeys c=simple verifies under Mail::DKIM, and fails when tampered`, async () => {
+    const { wire, dk } = sign(readFileSync(new URL(name, FIXTURES)), 'simple');
+    assert.ok(dk);
+    assert.match(wire.toString('latin1'), /DomainKey-Signature: a=rsa-sha1; q=dns; c=simple;/);
+    const identity = DK_IDENTITY_MISREAD.has(name) ? 'example.com' : undefined;
+    const good = (await verifyWithMailDkim(wire, dns.server, identity)).signatures.filter((s) => s.type === 'dk');
+    assert.deepEqual(good.map((s) => s.result), ['pass'], good[0]?.detail);
+    const bad = (await verifyWithMailDkim(tamper(wire), dns.server, identity)).signatures.filter((s) => s.type === 'dk');
+    assert.notEqual(bad[0]?.result, 'pass');
+  });
+}
+
+test('a 20 MB message read from its file verifies under Mail::DKIM and dkimpy', async () => {
+  const big = await writeBigMessage();
+  const fd = openSync(big.path, 'r');
+  try {
+    const source = await openMessage(fd);
+    const result = signMessage(source, { templates: [join(keyDir, '%/default')], qmailHome: '/', time: TIME });
+    assert.ok(result.ok);
+    const wire = Buffer.concat([result.value.prefix, normalisedMessage(source)]);
+    assert.ok(wire.length > 20 * 1024 * 1024);
+    const perl = (await verifyWithMailDkim(wire, dns.server)).signatures;
+    const py = (await verifyWithDkimpy(wire, dns.server)).signatures;
+    assert.deepEqual(perl.map((s) => [s.type, s.result]), [['dkim', 'pass'], ['dk', 'pass']]);
+    assert.deepEqual(py.map((s) => [s.type, s.result]), [['dkim', 'pass']]);
+  } finally {
+    closeSync(fd);
+    await big.remove();
+  }
+});

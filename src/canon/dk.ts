@@ -34,7 +34,7 @@ export class DkCanonicalizer {
 
   header(field: HeaderField): void {
     if (this.algorithm === 'simple') this.sink(field.raw);
-    else this.sink(Buffer.concat([strip(field.raw, true), CRLF]));
+    else this.sink(Buffer.concat([stripInto(field.raw, Buffer.allocUnsafe(field.raw.length), true), CRLF]));
   }
 
   /** The empty line between head and body. */
@@ -43,7 +43,7 @@ export class DkCanonicalizer {
   }
 
   body(chunk: Buffer): void {
-    let data = this.algorithm === 'nofws' ? strip(chunk, false) : chunk;
+    let data = this.algorithm === 'nofws' ? this.strip(chunk) : chunk;
     // A CR that ends a chunk is held back until its LF is seen: it may end an empty line.
     if (this.heldCr) data = Buffer.concat([CR_BYTE, data]);
     this.heldCr = data.length > 0 && data[data.length - 1] === CR;
@@ -79,14 +79,24 @@ export class DkCanonicalizer {
     this.midLine = false;
   }
 
+  private scratch = Buffer.alloc(0);
+
+  /**
+   * The body bytes without SP and HTAB, in a buffer reused from chunk to chunk (the sink
+   * hashes what it is given at once): a new buffer per chunk made memory grow with the message.
+   */
+  private strip(chunk: Buffer): Buffer {
+    if (this.scratch.length < chunk.length) this.scratch = Buffer.allocUnsafe(chunk.length);
+    return stripInto(chunk, this.scratch, false);
+  }
+
   private flushEmpty(): void {
     for (; this.pendingEmpty > 0; this.pendingEmpty--) this.sink(CRLF);
   }
 }
 
-/** The bytes without SP and HTAB (and, for header fields, without CR and LF as well). */
-function strip(data: Buffer, lineBreaksToo: boolean): Buffer {
-  const out = Buffer.allocUnsafe(data.length);
+/** The bytes without SP and HTAB (and, for header fields, without CR and LF as well), in `out`. */
+function stripInto(data: Buffer, out: Buffer, lineBreaksToo: boolean): Buffer {
   let o = 0;
   for (let i = 0; i < data.length; i++) {
     const byte = data[i] as number;

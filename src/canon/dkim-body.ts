@@ -65,8 +65,13 @@ export class RelaxedBodyHash {
     this.lineEmpty = true;
   }
 
+  private scratch = Buffer.alloc(0);
+
   private hashFixed(chunk: Buffer): void {
-    const out = Buffer.allocUnsafe(chunk.length + 1);
+    // Reused from chunk to chunk, since hashing copies: a buffer per chunk made memory grow.
+    // One more byte than the chunk: a chunk that starts with the LF of a split CRLF gains one.
+    if (this.scratch.length < chunk.length + 1) this.scratch = Buffer.allocUnsafe(chunk.length + 1);
+    const out = this.scratch;
     let o = 0;
     for (let i = 0; i < chunk.length; i++) {
       const byte = chunk[i] as number;
