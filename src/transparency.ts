@@ -4,19 +4,33 @@
 // little more than copying it.
 const LF = 0x0a;
 const DOT = 0x2e;
-const DOT_BUFFER = Buffer.from('.');
 const CRLF = Buffer.from('\r\n');
 const END = Buffer.from('.\r\n');
 
 export class DotStuffer {
   private atLineStart = true;
+  private scratch = Buffer.alloc(0);
 
-  /** The chunk with its line-starting dots doubled (the chunk itself when it has none). */
+  /**
+   * The chunk with its line-starting dots doubled: the chunk itself when it has none, else a
+   * view into a buffer reused by the next call, so the caller writes it and waits before
+   * asking again (as smtp.ts does), and memory does not grow with the message.
+   */
   stuff(chunk: Buffer): Buffer {
     if (chunk.length === 0) return chunk;
-    const out = stuff(chunk, this.atLineStart);
+    const starts = dotLineStarts(chunk, this.atLineStart);
     this.atLineStart = chunk[chunk.length - 1] === LF;
-    return out;
+    if (starts.length === 0) return chunk;
+    if (this.scratch.length < chunk.length + starts.length) this.scratch = Buffer.allocUnsafe(chunk.length * 2);
+    let o = 0;
+    let from = 0;
+    for (const at of starts) {
+      o += chunk.copy(this.scratch, o, from, at);
+      this.scratch[o++] = DOT;
+      from = at;
+    }
+    o += chunk.copy(this.scratch, o, from);
+    return this.scratch.subarray(0, o);
   }
 
   /** The end of the data: CRLF first if the last line was not ended, then '.' CRLF. */
@@ -25,16 +39,9 @@ export class DotStuffer {
   }
 }
 
-/** The chunk with every line-starting '.' doubled. */
-export function stuff(chunk: Buffer, atLineStart: boolean): Buffer {
-  const pieces: Buffer[] = [];
-  let from = 0;
-  if (atLineStart && chunk[0] === DOT) pieces.push(DOT_BUFFER);
-  for (let lf = chunk.indexOf('\n.'); lf !== -1; lf = chunk.indexOf('\n.', lf + 2)) {
-    pieces.push(chunk.subarray(from, lf + 1), DOT_BUFFER);
-    from = lf + 1;
-  }
-  if (pieces.length === 0) return chunk;
-  pieces.push(chunk.subarray(from));
-  return Buffer.concat(pieces);
+/** Where the chunk has a '.' at the start of a line. */
+function dotLineStarts(chunk: Buffer, atLineStart: boolean): number[] {
+  const starts: number[] = atLineStart && chunk[0] === DOT ? [0] : [];
+  for (let lf = chunk.indexOf('\n.'); lf !== -1; lf = chunk.indexOf('\n.', lf + 2)) starts.push(lf + 1);
+  return starts;
 }
