@@ -278,6 +278,34 @@ test('an unreadable control file defers; a missing me and helohost defers', asyn
   expectReport(await qmailRemote(['example.net', 'a@example.com', 'b@example.net'], bare), 'ZUnable to read control files. (#4.3.0)\n\0');
 });
 
+test('a message that cannot be read defers: fd 0 a directory', async () => {
+  const run = await qmailRemote(['example.net', 'a@example.com', 'b@example.net'], control({}), work);
+  expectReport(run, 'ZUnable to read message. (#4.3.0)\n\0');
+});
+
+test('a message on a pipe, as when run by hand, is spooled and delivered the same', async () => {
+  const server = await startScriptServer({});
+  try {
+    const child = spawn(process.execPath, [QMAIL_REMOTE, 'example.net', 'alice@example.com', 'bob@example.net'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH ?? '', CONTROLDIR: control({ smtproutes: `:127.0.0.1:${server.port}\n` }) },
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
+    child.stdin.end(readFileSync(SIMPLE));
+    const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expectReport({ stdout: Buffer.concat(out).toString('latin1'), stderr: Buffer.concat(err).toString(), status },
+      `r\0K${IP} accepted message.\nRemote host said: 250 queued\n\0`);
+    await server.idle();
+    const original = readFileSync(SIMPLE, 'latin1').replace(/\n/g, '\r\n');
+    assert.ok(server.sessions[0]?.messages[0]?.toString('latin1').endsWith(original));
+  } finally {
+    await server.close();
+  }
+});
+
 test('too few arguments is qmail usage report', async () => {
   expectReport(await qmailRemote(['example.net', 'a@example.com'], control({})), 'DI (qmail-remote) was invoked improperly. (#5.3.5)\n\0');
 });
