@@ -7,6 +7,8 @@ import { say } from './output.ts';
 import { keygenCommand } from './keygen.ts';
 import { keysCommand } from './keys.ts';
 
+class UsageError extends Error {}
+
 const CONTROL_OPTION = {
   type: 'string',
   describe: 'qmail control directory (default: $CONTROLDIR, $QMAILHOME/control, /var/qmail/control)',
@@ -79,11 +81,17 @@ export async function main(argv: string[]): Promise<number> {
     .help()
     .exitProcess(false)
     .fail((message, error) => {
-      if (error) throw error;
-      say(message);
-      exitCode = EXIT_USAGE;
+      // Throwing stops yargs before the command's handler runs: a mistyped option must not
+      // go on to sign or install anything.
+      throw error ?? new UsageError(message);
     });
-  await parser.parseAsync();
+  try {
+    await parser.parseAsync();
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    say(error.message);
+    return EXIT_USAGE;
+  }
   return exitCode;
 }
 
