@@ -41,7 +41,7 @@ function fileSource(fd: number, owned: boolean): MessageSource {
       const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
       let position = 0;
       for (;;) {
-        const n = readSync(fd, buffer, 0, CHUNK_BYTES, position);
+        const n = readOrThrow(fd, buffer, position);
         if (n === 0) return;
         position += n;
         yield buffer.subarray(0, n);
@@ -51,6 +51,17 @@ function fileSource(fd: number, owned: boolean): MessageSource {
       if (owned) closeSync(fd);
     },
   };
+}
+
+/** The message could not be read (an I/O error on fd 0): qmail's "Unable to read message". */
+export class MessageReadError extends Error {}
+
+function readOrThrow(fd: number, buffer: Buffer, position: number): number {
+  try {
+    return readSync(fd, buffer, 0, buffer.length, position);
+  } catch (error) {
+    throw new MessageReadError('cannot read the message', { cause: error });
+  }
 }
 
 async function spool(fd: number): Promise<number> {

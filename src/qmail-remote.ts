@@ -8,7 +8,7 @@
 // mail before any connection is made), then routing, then one SMTP delivery.
 import { controlDir, qmailHome, readControlInt, readControlLine, readControlLines } from './control.ts';
 import { failure, type Failure, type Result } from './failures.ts';
-import { openMessage, normalised, type MessageSource } from './message.ts';
+import { MessageReadError, openMessage, normalised, type MessageSource } from './message.ts';
 import { writeReports, type Reports } from './report.ts';
 import { signMessage, type Signed } from './sign/index.ts';
 import { logDelivery, logTarget, type DeliveryLog } from './log.ts';
@@ -73,31 +73,49 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv = proc
     return { reports: failed(failure('READ_MESSAGE')), log };
   }
   try {
-    const signed = signMessage(source, { templates: control.value.dksign, qmailHome: qmailHome(env) });
-    if (!signed.ok) {
-      const why = signed.keyFailure ? `${signed.keyFailure.path}: ${signed.keyFailure.reason}` : signed.failure.code;
-      return { reports: failed(signed.failure), log: { ...log, notes: [why] } };
-    }
-    const signedLog = { ...log, signatures: describe(signed.value), notes: [...signed.value.notes] };
-
-    const destination = await route(host, control.value, env);
-    if (!destination.ok) return { reports: failed(destination.failure), log: signedLog };
-
-    const result = await deliver({
-      addresses: [...destination.value.addresses],
-      port: destination.value.port,
-      helohost: control.value.helohost,
-      sender,
-      recips,
-      message: () => wire(signed.value, source),
-      timeoutConnect: control.value.timeoutConnect,
-      timeoutRemote: control.value.timeoutRemote,
-      ...(destination.value.auth ? { auth: destination.value.auth } : {}),
-    });
-    return { reports: result.reports, log: { ...signedLog, host: destination.value.host, ...(result.ip ? { ip: result.ip } : {}) } };
+    return await signAndDeliver({ host, sender, recips, control: control.value, env }, source, log);
+  } catch (error) {
+    if (error instanceof MessageReadError) return { reports: failed(failure('READ_MESSAGE')), log };
+    throw error;
   } finally {
     source.close();
   }
+}
+
+/** The arguments qmail-rspawn gave, and where they lead. */
+interface Job {
+  readonly host: string;
+  readonly sender: string;
+  readonly recips: string[];
+  readonly control: Control;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+/** Signs first (a key problem defers the mail before any connection), then routes and delivers. */
+async function signAndDeliver(job: Job, source: MessageSource, log: Outcome['log']): Promise<Outcome> {
+  const signed = signMessage(source, { templates: job.control.dksign, qmailHome: qmailHome(job.env) });
+  if (!signed.ok) {
+    const why = signed.keyFailure ? `${signed.keyFailure.path}: ${signed.keyFailure.reason}` : signed.failure.code;
+    return { reports: failed(signed.failure), log: { ...log, notes: [why] } };
+  }
+  const signedLog = { ...log, signatures: describe(signed.value), notes: [...signed.value.notes] };
+
+  const destination = await route(job.host, job.control, job.env);
+  if (!destination.ok) return { reports: failed(destination.failure), log: signedLog };
+
+  const result = await deliver({
+    addresses: [...destination.value.addresses],
+    port: destination.value.port,
+    helohost: job.control.helohost,
+    sender: job.sender,
+    recips: job.recips,
+    message: () => wire(signed.value, source),
+    timeoutConnect: job.control.timeoutConnect,
+    timeoutRemote: job.control.timeoutRemote,
+    ...(destination.value.auth ? { auth: destination.value.auth } : {}),
+  });
+  const where = { host: destination.value.host, ...(result.ip ? { ip: result.ip } : {}) };
+  return { reports: result.reports, log: { ...signedLog, ...where } };
 }
 
 async function route(host: string, control: Control, env: NodeJS.ProcessEnv): Promise<Result<Destination>> {
@@ -125,10 +143,11 @@ async function main(): Promise<void> {
     reported = true;
     await writeReports(reports);
   };
+  // After an unexpected error nothing that is still under way can be trusted to end (a socket
+  // may wait out timeoutremote, 20 minutes, holding one of qmail-send's delivery slots): once
+  // the Z report has been written whole, the process ends at once, with status 0.
   const crash = (): void => {
-    void report(failed(failure('INTERNAL'))).finally(() => {
-      process.exitCode = 0;
-    });
+    void report(failed(failure('INTERNAL'))).finally(() => process.exit(0));
   };
   process.on('uncaughtException', crash);
   process.on('unhandledRejection', crash);

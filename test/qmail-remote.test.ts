@@ -283,6 +283,27 @@ test('a message that cannot be read defers: fd 0 a directory', async () => {
   expectReport(run, 'ZUnable to read message. (#4.3.0)\n\0');
 });
 
+test('a read error on fd 0 (a file open for writing only) defers', async () => {
+  const path = join(work, 'write-only.eml');
+  writeFileSync(path, readFileSync(SIMPLE));
+  const fd = openSync(path, 'a');
+  try {
+    const child = spawn(process.execPath, [QMAIL_REMOTE, 'example.net', 'a@example.com', 'b@example.net'], {
+      stdio: [fd, 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH ?? '', CONTROLDIR: control({}) },
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout?.on('data', (chunk: Buffer) => out.push(chunk));
+    child.stderr?.on('data', (chunk: Buffer) => err.push(chunk));
+    const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expectReport({ stdout: Buffer.concat(out).toString('latin1'), stderr: Buffer.concat(err).toString(), status },
+      'ZUnable to read message. (#4.3.0)\n\0');
+  } finally {
+    closeSync(fd);
+  }
+});
+
 test('a message on a pipe, as when run by hand, is spooled and delivered the same', async () => {
   const server = await startScriptServer({});
   try {
