@@ -69,3 +69,16 @@ test('install refuses a Node older than 22.19', () => {
   assert.equal(result.status, 100);
   assert.match(result.stderr, /22\.19/);
 });
+
+test('a compile cache directory others can write is refused; a private one goes into the shim', () => {
+  const { home, target } = scratchHome();
+  const open = join(home, 'cache-open');
+  mkdirSync(open, { mode: 0o777 });
+  spawnSync('chmod', ['0777', open]);
+  assert.equal(cli(['install', '--cache', open], home).status, 100);
+  assert.equal(readFileSync(target, 'utf8'), ORIGINAL, 'nothing was installed');
+  const closed = join(home, 'cache');
+  mkdirSync(closed, { mode: 0o700 });
+  assert.equal(cli(['install', '--cache', closed], home).status, 0);
+  assert.ok(readFileSync(target, 'utf8').includes(`NODE_COMPILE_CACHE='${closed}'; export NODE_COMPILE_CACHE`));
+});

@@ -1,4 +1,5 @@
 // `qmail-remote-dkim install` and `uninstall`: see src/install.ts and docs/install.md.
+import { statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { qmailHome } from '../control.ts';
 import { checkNode, defaultTarget, install, uninstall } from '../install.ts';
@@ -19,6 +20,10 @@ export function installCommand(args: InstallArgs): number {
     say(`qmail-remote-dkim install: ${problem}`);
     return 100;
   }
+  if (args.cache && !safeCacheDir(args.cache)) {
+    say(`qmail-remote-dkim install: ${args.cache} must be an existing directory that only its owner can write`);
+    return 100;
+  }
   try {
     const target = args.to ?? defaultTarget(qmailHome());
     for (const line of install({ target, node, program: PROGRAM, cacheDir: args.cache ?? '' })) say(line);
@@ -26,6 +31,16 @@ export function installCommand(args: InstallArgs): number {
   } catch (error) {
     say(`qmail-remote-dkim install: ${(error as Error).message}`);
     return 111;
+  }
+}
+
+/** Code cached there is run by every delivery: no one but its owner may write to it. */
+function safeCacheDir(dir: string): boolean {
+  try {
+    const stat = statSync(dir);
+    return stat.isDirectory() && (stat.mode & 0o022) === 0;
+  } catch {
+    return false;
   }
 }
 
