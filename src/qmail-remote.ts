@@ -137,15 +137,14 @@ function describe(signed: Signed): string[] {
 /** Everything that can go wrong ends here as one Z report; the report is written only once. */
 async function main(): Promise<void> {
   const started = Date.now();
-  let reported = false;
-  const report = async (reports: Reports): Promise<void> => {
-    if (reported) return;
-    reported = true;
-    await writeReports(reports);
-  };
+  // The first report written is the only one; a later call waits for that write to finish,
+  // so a crash during it cannot end the process with the report half written.
+  let written: Promise<void> | null = null;
+  const report = (reports: Reports): Promise<void> => (written ??= writeReports(reports));
   // After an unexpected error nothing that is still under way can be trusted to end (a socket
   // may wait out timeoutremote, 20 minutes, holding one of qmail-send's delivery slots): once
-  // the Z report has been written whole, the process ends at once, with status 0.
+  // the report (the Z, or one already on its way) has been written whole, the process ends
+  // at once, with status 0.
   const crash = (): void => {
     void report(failed(failure('INTERNAL'))).finally(() => process.exit(0));
   };
