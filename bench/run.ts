@@ -368,7 +368,7 @@ async function updateDocs(markdown: string, svg: string): Promise<void> {
 
 async function main(): Promise<void> {
   if (!HAS_GNU_TIME) progress('GNU time not found (apt-get install time): no CPU time or peak RSS figures');
-  if (!existsSync(join(ROOT, 'dist', 'qmail-remote.js'))) throw new Error('dist/ is missing: run `npm run build` first');
+  if (!existsSync(join(ROOT, 'dist', 'delivery', 'qmail-remote.js'))) throw new Error('dist/ is missing: run `npm run build` first');
   const alternatives = findAlternatives();
   if (!alternatives.perl) progress('Mail::DKIM not found (apt-get install libmail-dkim-perl): its columns stay empty');
   if (!alternatives.dkimpy) progress('dkimpy not found (apt-get install python3-dkim): its columns stay empty');

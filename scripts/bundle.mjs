@@ -38,7 +38,7 @@ const STUBS = {
 };
 
 await build({
-  entryPoints: [`${root}src/qmail-remote.ts`],
+  entryPoints: [`${root}src/delivery/qmail-remote.ts`],
   outfile: `${root}dist/qmail-remote.cjs`,
   bundle: true,
   platform: 'node',

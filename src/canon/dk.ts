@@ -7,7 +7,7 @@
 //   nofws  (§3.4.2): header fields unfolded and every SP, HTAB, CR and LF removed from them;
 //                    SP and HTAB removed from every body line; each line then ends in CRLF.
 // Input is the normalised message, so every line already ends in CRLF.
-import type { HeaderField } from '../header.ts';
+import type { HeaderField } from '../mail/header.ts';
 
 export type DkCanonicalization = 'simple' | 'nofws';
 

@@ -11,7 +11,7 @@ import { interpreters, runScript } from './verifiers.ts';
 
 export type SignOptions = { domain: string; selector: string; key: TestKey };
 
-const script = (name: string): string => fileURLToPath(new URL(`../verify/${name}`, import.meta.url));
+const script = (name: string): string => fileURLToPath(new URL(`./reference/${name}`, import.meta.url));
 
 // `types` are the signatures to add, top to bottom, each over the original message.
 export async function signWithMailDkim(message: Buffer, types: ('dkim' | 'dk')[], opts: SignOptions): Promise<Buffer> {

@@ -38,7 +38,7 @@ const PERL = '/usr/bin/perl';
 const PYTHON = '/usr/bin/python3';
 const TIMEOUT_MS = 60_000;
 
-const script = (name: string): string => fileURLToPath(new URL(`../verify/${name}`, import.meta.url));
+const script = (name: string): string => fileURLToPath(new URL(`./reference/${name}`, import.meta.url));
 
 /**
  * `dkIdentity`: the sender domain as an RFC 5322 parser reads it, for messages whose From: or

@@ -1,0 +1,55 @@
+// `qmail-remote-dkim install` and `uninstall`: see src/install.ts and docs/install.md.
+import { statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { qmailHome } from '../common/control.ts';
+import { checkNode, defaultTarget, install, uninstall } from '../install/shim.ts';
+import { say } from './output.ts';
+
+const PROGRAM = fileURLToPath(new URL('../qmail-remote.cjs', import.meta.url));
+
+export interface InstallArgs {
+  to?: string;
+  node?: string;
+  cache?: string;
+}
+
+export function installCommand(args: InstallArgs): number {
+  const node = args.node ?? process.execPath;
+  const problem = checkNode(node);
+  if (problem) {
+    say(`qmail-remote-dkim install: ${problem}`);
+    return 100;
+  }
+  if (args.cache && !safeCacheDir(args.cache)) {
+    say(`qmail-remote-dkim install: ${args.cache} must be an existing directory that only its owner can write`);
+    return 100;
+  }
+  try {
+    const target = args.to ?? defaultTarget(qmailHome());
+    for (const line of install({ target, node, program: PROGRAM, cacheDir: args.cache ?? '' })) say(line);
+    return 0;
+  } catch (error) {
+    say(`qmail-remote-dkim install: ${(error as Error).message}`);
+    return 111;
+  }
+}
+
+/** Code cached there is run by every delivery: no one but its owner may write to it. */
+function safeCacheDir(dir: string): boolean {
+  try {
+    const stat = statSync(dir);
+    return stat.isDirectory() && (stat.mode & 0o022) === 0;
+  } catch {
+    return false;
+  }
+}
+
+export function uninstallCommand(args: { to?: string }): number {
+  try {
+    for (const line of uninstall(args.to ?? defaultTarget(qmailHome()))) say(line);
+    return 0;
+  } catch (error) {
+    say(`qmail-remote-dkim uninstall: ${(error as Error).message}`);
+    return 111;
+  }
+}

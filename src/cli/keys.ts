@@ -1,0 +1,107 @@
+// `qmail-remote-dkim keys`: the key audit (src/audit.ts) for a person or for monitoring. Exit 0
+// when nothing is wrong, 1 when there is a problem (warnings alone do not count), 100 for bad
+// usage, 111 when control/dksign cannot be read. --json prints one document and nothing else
+// on stdout; the human form ends with a one-line summary such as `3 keys, 1 problem`.
+import { controlDir } from '../common/control.ts';
+import { loadSignConfig } from '../signing/config.ts';
+import { auditKeys, dnsResolver, type AuditReport, type KeyEntry } from '../keys/audit.ts';
+import { emit, say } from './output.ts';
+import { EXIT_OK, EXIT_TEMPORARY, EXIT_USAGE } from './sign.ts';
+
+export const EXIT_PROBLEMS = 1;
+/** Fewer keys than this finish before a progress line would help. */
+const PROGRESS_MIN_KEYS = 50;
+const PROGRESS_STEPS = 10;
+
+export interface KeysArgs {
+  control?: string;
+  dns?: string;
+  json?: boolean;
+}
+
+export async function keysCommand(args: KeysArgs): Promise<number> {
+  const dir = args.control ?? controlDir();
+  const config = loadSignConfig(dir);
+  if (!config.ok) {
+    say(`qmail-remote-dkim keys: cannot read ${dir}/dksign`);
+    return EXIT_TEMPORARY;
+  }
+  if (args.dns !== undefined && !validServer(args.dns)) {
+    say(`qmail-remote-dkim keys: --dns takes an IP address, optionally with a port (127.0.0.1:53, [::1]:53): ${JSON.stringify(args.dns)}`);
+    return EXIT_USAGE;
+  }
+  const report = await auditKeys({
+    ...config.value,
+    ...(args.dns !== undefined ? { dnsServer: args.dns } : {}),
+    // Only the DNS lookups take long enough for a progress line to help.
+    ...(process.stderr.isTTY && args.dns !== undefined ? { onProgress: progress } : {}),
+  });
+  await emit(args.json ? `${JSON.stringify(jsonReport(dir, report), null, 2)}\n` : humanReport(dir, config.value.templates, report));
+  return report.problems > 0 ? EXIT_PROBLEMS : EXIT_OK;
+}
+
+function validServer(server: string): boolean {
+  try {
+    dnsResolver(server);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A line at every tenth of the way, and only when there are many keys to go through. */
+function progress(done: number, total: number): void {
+  if (total < PROGRESS_MIN_KEYS || done === total) return;
+  const step = Math.ceil(total / PROGRESS_STEPS);
+  if (done % step === 0) say(`checked ${done} of ${total} keys…`);
+}
+
+function jsonReport(dir: string, report: AuditReport) {
+  return {
+    control: dir,
+    keys: report.keys.map((entry) => ({
+      domain: entry.domain, selector: entry.selector, path: entry.path, template: entry.template,
+      type: entry.type, bits: entry.bits, owner: entry.owner, group: entry.group, mode: entry.mode,
+      dns: entry.dns, findings: entry.findings,
+    })),
+    odd: report.odd,
+    findings: report.findings,
+    summary: { keys: report.keys.length, problems: report.problems, warnings: report.warnings },
+  };
+}
+
+function humanReport(dir: string, templates: readonly string[], report: AuditReport): string {
+  const lines: string[] = [];
+  if (templates.length === 0) lines.push(`${dir}/dksign names no keys: nothing is signed`);
+  for (const finding of report.findings) lines.push(`${finding.severity}: ${printable(finding.message)}`);
+  for (const entry of report.keys) lines.push(...keyLines(entry));
+  for (const odd of report.odd) lines.push(`problem: ${printable(odd.path)}: ${odd.reason}`);
+  lines.push(summary(report));
+  return `${lines.join('\n')}\n`;
+}
+
+function keyLines(entry: KeyEntry): string[] {
+  const algorithm = entry.type ? `${entry.type} ${entry.bits ?? '?'}` : '?';
+  const owner = entry.owner !== undefined ? `${entry.owner}:${entry.group ?? '?'} ${entry.mode ?? '?'}` : '?';
+  const lines = [`${entry.domain ?? '(any domain)'} ${entry.selector} ${algorithm} ${owner} ${printable(entry.path)}`];
+  for (const finding of entry.findings) lines.push(`  ${finding.severity}: ${printable(finding.message)}`);
+  if (entry.dns && !entry.findings.some((f) => f.code.startsWith('dns-'))) lines.push(`  ok: ${entry.dns.name} publishes this key`);
+  return lines;
+}
+
+export function summary(report: AuditReport): string {
+  const count = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
+  const parts = [count(report.keys.length, 'key'), count(report.problems, 'problem')];
+  if (report.warnings > 0) parts.push(count(report.warnings, 'warning'));
+  return parts.join(', ');
+}
+
+/** Names found on disk can hold control characters; show them escaped, never raw on a terminal. */
+function printable(text: string): string {
+  let out = '';
+  for (const char of text) {
+    const code = char.charCodeAt(0);
+    out += code < 0x20 || (code >= 0x7f && code < 0xa0) ? `\\x${code.toString(16).padStart(2, '0')}` : char;
+  }
+  return out;
+}

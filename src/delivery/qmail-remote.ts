@@ -1,0 +1,173 @@
+// qmail-remote host sender recip...: sign the message on fd 0, deliver it, and report on fd 1
+// in qmail-remote(8)'s protocol. qmail-rspawn runs this once per delivery with fd 2 on the same
+// pipe as fd 1, so nothing here prints: every outcome, expected or not, becomes exactly one
+// message report, and the process always ends with status 0 (anything else would be read as
+// a crash or, worse, a permanent failure that bounces the mail).
+//
+// Order of work: control files, then the message is read and signed (a key problem defers the
+// mail before any connection is made), then routing, then one SMTP delivery.
+import { controlDir, qmailHome, readControlInt, readControlLine, readControlLines } from '../common/control.ts';
+import { failure, type Failure, type Result } from '../common/failures.ts';
+import { MessageReadError, openMessage, normalised, type MessageSource } from '../mail/message.ts';
+import { writeReports, type Reports } from './report.ts';
+import { signMessage, type Signed } from '../signing/sign.ts';
+import { logDelivery, logTarget, type DeliveryLog } from './log.ts';
+import { dnsResolver, parseSmtproutes, resolveDestination, type Destination } from './route.ts';
+import { deliver } from './smtp.ts';
+
+/** control/timeoutconnect and control/timeoutremote defaults, in seconds (qmail-remote.c). */
+const TIMEOUT_CONNECT = 60;
+const TIMEOUT_REMOTE = 1200;
+
+interface Control {
+  readonly dir: string;
+  readonly helohost: string;
+  readonly timeoutConnect: number;
+  readonly timeoutRemote: number;
+  readonly smtproutes: string[];
+  readonly dksign: string[];
+}
+
+interface Outcome {
+  readonly reports: Reports;
+  readonly log: Omit<DeliveryLog, 'ms' | 'result' | 'report'>;
+}
+
+const failed = (f: Failure): Reports => ({ recipients: [], message: { letter: f.letter, text: f.text } });
+
+function readControlFiles(dir: string): Result<Control> {
+  const me = readControlLine(dir, 'me');
+  const helohost = readControlLine(dir, 'helohost');
+  const timeoutConnect = readControlInt(dir, 'timeoutconnect', TIMEOUT_CONNECT);
+  const timeoutRemote = readControlInt(dir, 'timeoutremote', TIMEOUT_REMOTE);
+  const smtproutes = readControlLines(dir, 'smtproutes');
+  const dksign = readControlLines(dir, 'dksign');
+  for (const file of [me, helohost, timeoutConnect, timeoutRemote, smtproutes, dksign]) if (!file.ok) return file;
+  const name = (helohost.ok && helohost.value) || (me.ok && me.value);
+  if (!name) return { ok: false, failure: failure('READ_CONTROL') };
+  return {
+    ok: true,
+    value: {
+      dir,
+      helohost: name,
+      timeoutConnect: timeoutConnect.ok ? timeoutConnect.value : TIMEOUT_CONNECT,
+      timeoutRemote: timeoutRemote.ok ? timeoutRemote.value : TIMEOUT_REMOTE,
+      smtproutes: (smtproutes.ok && smtproutes.value) || [],
+      dksign: (dksign.ok && dksign.value) || [],
+    },
+  };
+}
+
+export async function run(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<Outcome> {
+  const [host, sender, ...recips] = argv;
+  const log = { host: host ?? '', sender: sender ?? '', recips, signatures: [] as string[], notes: [] as string[] };
+  if (host === undefined || sender === undefined || recips.length === 0) return { reports: failed(failure('USAGE')), log };
+
+  const control = readControlFiles(controlDir(env));
+  if (!control.ok) return { reports: failed(control.failure), log };
+
+  let source: MessageSource;
+  try {
+    source = await openMessage(0);
+  } catch {
+    return { reports: failed(failure('READ_MESSAGE')), log };
+  }
+  try {
+    return await signAndDeliver({ host, sender, recips, control: control.value, env }, source, log);
+  } catch (error) {
+    if (error instanceof MessageReadError) return { reports: failed(failure('READ_MESSAGE')), log };
+    throw error;
+  } finally {
+    source.close();
+  }
+}
+
+/** The arguments qmail-rspawn gave, and where they lead. */
+interface Job {
+  readonly host: string;
+  readonly sender: string;
+  readonly recips: string[];
+  readonly control: Control;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+/** Signs first (a key problem defers the mail before any connection), then routes and delivers. */
+async function signAndDeliver(job: Job, source: MessageSource, log: Outcome['log']): Promise<Outcome> {
+  const signed = signMessage(source, { templates: job.control.dksign, qmailHome: qmailHome(job.env) });
+  if (!signed.ok) {
+    const why = signed.keyFailure ? `${signed.keyFailure.path}: ${signed.keyFailure.reason}` : signed.failure.code;
+    return { reports: failed(signed.failure), log: { ...log, notes: [why] } };
+  }
+  const signedLog = { ...log, signatures: describe(signed.value), notes: [...signed.value.notes] };
+
+  const destination = await route(job.host, job.control, job.env);
+  if (!destination.ok) return { reports: failed(destination.failure), log: signedLog };
+
+  const result = await deliver({
+    addresses: [...destination.value.addresses],
+    port: destination.value.port,
+    helohost: job.control.helohost,
+    sender: job.sender,
+    recips: job.recips,
+    message: () => wire(signed.value, source),
+    timeoutConnect: job.control.timeoutConnect,
+    timeoutRemote: job.control.timeoutRemote,
+    ...(destination.value.auth ? { auth: destination.value.auth } : {}),
+  });
+  const where = { host: destination.value.host, ...(result.ip ? { ip: result.ip } : {}) };
+  return { reports: result.reports, log: { ...signedLog, ...where } };
+}
+
+async function route(host: string, control: Control, env: NodeJS.ProcessEnv): Promise<Result<Destination>> {
+  const resolver = dnsResolver(env);
+  if (!resolver.ok) return resolver;
+  return resolveDestination(host, parseSmtproutes(control.smtproutes), { resolver: resolver.value });
+}
+
+/** What goes after DATA: the signature fields, then the message as it was signed. */
+function* wire(signed: Signed, source: MessageSource): Iterable<Buffer> {
+  if (signed.prefix.length > 0) yield signed.prefix;
+  yield* normalised(source);
+}
+
+function describe(signed: Signed): string[] {
+  return signed.signatures.map((s) => `${s.type} d=${s.d} s=${s.s} a=${s.a}`);
+}
+
+/** Everything that can go wrong ends here as one Z report; the report is written only once. */
+async function main(): Promise<void> {
+  const started = Date.now();
+  // The first report written is the only one; a later call waits for that write to finish,
+  // so a crash during it cannot end the process with the report half written.
+  let written: Promise<void> | null = null;
+  const report = (reports: Reports): Promise<void> => (written ??= writeReports(reports));
+  // After an unexpected error nothing that is still under way can be trusted to end (a socket
+  // may wait out timeoutremote, 20 minutes, holding one of qmail-send's delivery slots): once
+  // the report (the Z, or one already on its way) has been written whole, the process ends
+  // at once, with status 0.
+  const crash = (): void => {
+    void report(failed(failure('INTERNAL'))).finally(() => process.exit(0));
+  };
+  process.on('uncaughtException', crash);
+  process.on('unhandledRejection', crash);
+
+  const argv = process.argv.slice(2);
+  let outcome: Outcome;
+  try {
+    outcome = await run(argv);
+  } catch {
+    crash();
+    return;
+  }
+  await report(outcome.reports);
+  const target = logTarget(controlDir());
+  if (target) {
+    const { message } = outcome.reports;
+    await logDelivery(target, { ...outcome.log, result: message.letter, report: message.text, ms: Date.now() - started });
+  }
+}
+
+process.exitCode = 0;
+// Not a top-level await: scripts/bundle.mjs makes this file CommonJS. main() does not reject;
+// should it ever, the unhandledRejection handler reports Z.
+void main();

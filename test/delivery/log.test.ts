@@ -1,0 +1,68 @@
+// The delivery log: one line per delivery to a file or over UDP syslog, never to the console,
+// with what an administrator needs and no key material.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
+import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { formatDelivery, logDelivery, logTarget, type DeliveryLog } from '../../src/delivery/log.ts';
+
+const ENTRY: DeliveryLog = {
+  host: 'example.net',
+  ip: '192.0.2.7',
+  sender: 'alice@example.com',
+  recips: ['bob@example.net', 'evil\n@example.net'],
+  signatures: ['dkim d=example.com s=default a=rsa-sha256', 'domainkeys d=example.com s=default a=rsa-sha1'],
+  notes: [],
+  result: 'K',
+  report: '192.0.2.7 accepted message.\nRemote host said: 250 ok\n',
+  ms: 12,
+};
+
+test('the target comes from QMAILREMOTE_LOG, else control/dklog; off by default', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qrd-log-'));
+  assert.equal(logTarget(dir, {}), null);
+  writeFileSync(join(dir, 'dklog'), '/var/log/qmail/dkim.log\n');
+  assert.deepEqual(logTarget(dir, {}), { kind: 'file', path: '/var/log/qmail/dkim.log' });
+  assert.deepEqual(logTarget(dir, { QMAILREMOTE_LOG: 'syslog' }), { kind: 'syslog', host: '127.0.0.1', port: 514 });
+  assert.deepEqual(logTarget(dir, { QMAILREMOTE_LOG: 'syslog:127.0.0.2:5514' }), { kind: 'syslog', host: '127.0.0.2', port: 5514 });
+  assert.equal(logTarget(dir, { QMAILREMOTE_LOG: 'off' }), null);
+});
+
+test('one line with host, ip, envelope, signatures, result and time; strangers cannot add lines', () => {
+  const line = formatDelivery(ENTRY);
+  assert.doesNotMatch(line, /\n/);
+  assert.match(line, /host=example\.net ip=192\.0\.2\.7 sender=<alice@example\.com> recips=<bob@example\.net>,<evil\?@example\.net>/);
+  assert.match(line, /sig=\[dkim d=example\.com s=default a=rsa-sha256\] sig=\[domainkeys d=example\.com s=default a=rsa-sha1\]/);
+  assert.match(line, /result=K ms=12 report="192\.0\.2\.7 accepted message\.\/Remote host said: 250 ok\/"$/);
+  assert.match(formatDelivery({ ...ENTRY, signatures: [], notes: ['no key for example.com'] }), /unsigned note=\[no key for example\.com\]/);
+});
+
+test('to a file, through winston', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qrd-log-'));
+  mkdirSync(join(dir, 'sub'));
+  const path = join(dir, 'sub', 'delivery.log');
+  await logDelivery({ kind: 'file', path }, ENTRY);
+  await logDelivery({ kind: 'file', path }, { ...ENTRY, result: 'Z' });
+  const lines = readFileSync(path, 'utf8').trim().split('\n');
+  assert.equal(lines.length, 2);
+  assert.match(lines[0] ?? '', /^\S+ qmail-remote-dkim\[\d+\]: host=example\.net .* result=K /);
+  assert.match(lines[1] ?? '', /result=Z/);
+});
+
+test('to syslog over UDP, facility mail', async () => {
+  const socket = createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  const got = new Promise<string>((resolve) => socket.once('message', (msg) => resolve(msg.toString())));
+  await logDelivery({ kind: 'syslog', host: '127.0.0.1', port: socket.address().port }, ENTRY);
+  const datagram = await got;
+  socket.close();
+  assert.match(datagram, /^<22>qmail-remote-dkim\[\d+\]: host=example\.net /);
+});
+
+test('a log that cannot be written changes nothing and throws nothing', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qrd-log-'));
+  writeFileSync(join(dir, 'a-file'), '');
+  await logDelivery({ kind: 'file', path: join(dir, 'a-file', 'y.log') }, ENTRY);
+});
