@@ -8,6 +8,7 @@
 //   (~13 ms otherwise spent on every delivery).
 // The tests run bin/qmail-remote, and so this bundle, STARTTLS included.
 import { build } from 'esbuild';
+import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -37,7 +38,7 @@ const STUBS = {
   'lazy-tls': "let tls; module.exports = new Proxy({}, { get: (_, key) => (tls ??= require('node:tls'))[key] });",
 };
 
-await build({
+const result = await build({
   entryPoints: [`${root}src/delivery/qmail-remote.ts`],
   outfile: `${root}dist/qmail-remote.cjs`,
   bundle: true,
@@ -47,4 +48,7 @@ await build({
   plugins: [stubFetch, lazyTls],
   logLevel: 'warning',
   legalComments: 'none',
+  metafile: true,
 });
+// What went into the bundle, for test/delivery/bundle.test.ts: the delivery path and nothing else.
+writeFileSync(`${root}dist/qmail-remote.inputs.json`, JSON.stringify(Object.keys(result.metafile.inputs).sort(), null, 1));

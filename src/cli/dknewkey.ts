@@ -5,7 +5,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { keygenCommand } from './keygen.ts';
 import { say } from './output.ts';
-import { EXIT_USAGE } from './sign.ts';
+import { EXIT_USAGE } from './exit-codes.ts';
 
 const PROGRAM = 'dknewkey';
 

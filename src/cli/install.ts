@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { qmailHome } from '../common/control.ts';
 import { checkNode, defaultTarget, install, uninstall } from '../install/shim.ts';
 import { say } from './output.ts';
+import { EXIT_OK, EXIT_TEMPORARY, EXIT_USAGE } from './exit-codes.ts';
 
 const PROGRAM = fileURLToPath(new URL('../qmail-remote.cjs', import.meta.url));
 
@@ -18,19 +19,19 @@ export function installCommand(args: InstallArgs): number {
   const problem = checkNode(node);
   if (problem) {
     say(`qmail-remote-dkim install: ${problem}`);
-    return 100;
+    return EXIT_USAGE;
   }
   if (args.cache && !safeCacheDir(args.cache)) {
     say(`qmail-remote-dkim install: ${args.cache} must be an existing directory that only its owner can write`);
-    return 100;
+    return EXIT_USAGE;
   }
   try {
     const target = args.to ?? defaultTarget(qmailHome());
     for (const line of install({ target, node, program: PROGRAM, cacheDir: args.cache ?? '' })) say(line);
-    return 0;
+    return EXIT_OK;
   } catch (error) {
     say(`qmail-remote-dkim install: ${(error as Error).message}`);
-    return 111;
+    return EXIT_TEMPORARY;
   }
 }
 
@@ -47,9 +48,9 @@ function safeCacheDir(dir: string): boolean {
 export function uninstallCommand(args: { to?: string }): number {
   try {
     for (const line of uninstall(args.to ?? defaultTarget(qmailHome()))) say(line);
-    return 0;
+    return EXIT_OK;
   } catch (error) {
     say(`qmail-remote-dkim uninstall: ${(error as Error).message}`);
-    return 111;
+    return EXIT_TEMPORARY;
   }
 }

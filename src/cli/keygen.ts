@@ -11,7 +11,7 @@ import { bindRecord, keyRecord } from '../keys/key-record.ts';
 import { checkKeySpec, generateKey, writeKeyFile } from '../keys/keygen.ts';
 import { loadSignConfig } from '../signing/config.ts';
 import { emit, say } from './output.ts';
-import { EXIT_OK, EXIT_TEMPORARY, EXIT_USAGE } from './sign.ts';
+import { EXIT_OK, EXIT_TEMPORARY, EXIT_USAGE } from './exit-codes.ts';
 
 export interface KeygenArgs {
   type?: KeyType;

@@ -4,11 +4,10 @@
 // on stdout; the human form ends with a one-line summary such as `3 keys, 1 problem`.
 import { controlDir } from '../common/control.ts';
 import { loadSignConfig } from '../signing/config.ts';
-import { auditKeys, dnsResolver, type AuditReport, type KeyEntry } from '../keys/audit.ts';
+import { auditKeys, auditResolver, type AuditReport, type KeyEntry } from '../keys/audit.ts';
 import { emit, say } from './output.ts';
-import { EXIT_OK, EXIT_TEMPORARY, EXIT_USAGE } from './sign.ts';
+import { EXIT_OK, EXIT_PROBLEMS, EXIT_TEMPORARY, EXIT_USAGE } from './exit-codes.ts';
 
-export const EXIT_PROBLEMS = 1;
 /** Fewer keys than this finish before a progress line would help. */
 const PROGRESS_MIN_KEYS = 50;
 const PROGRESS_STEPS = 10;
@@ -41,12 +40,7 @@ export async function keysCommand(args: KeysArgs): Promise<number> {
 }
 
 function validServer(server: string): boolean {
-  try {
-    dnsResolver(server);
-    return true;
-  } catch {
-    return false;
-  }
+  return auditResolver(server) !== null;
 }
 
 /** A line at every tenth of the way, and only when there are many keys to go through. */

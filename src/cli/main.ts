@@ -2,7 +2,8 @@
 // own entry point (src/qmail-remote.ts) that loads none of it.
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { EXIT_USAGE, signCommand } from './sign.ts';
+import { signCommand } from './sign.ts';
+import { EXIT_USAGE } from './exit-codes.ts';
 import { say } from './output.ts';
 import { keygenCommand } from './keygen.ts';
 import { keysCommand } from './keys.ts';

@@ -6,10 +6,8 @@ import { openMessage, normalised } from '../mail/message.ts';
 import { loadSignConfig } from '../signing/config.ts';
 import { signMessage } from '../signing/sign.ts';
 import { emit, say } from './output.ts';
+import { EXIT_OK, EXIT_TEMPORARY } from './exit-codes.ts';
 
-export const EXIT_OK = 0;
-export const EXIT_USAGE = 100;
-export const EXIT_TEMPORARY = 111;
 
 export interface SignArgs {
   control?: string;

@@ -12,7 +12,7 @@ import { MessageReadError, openMessage, normalised, type MessageSource } from '.
 import { writeReports, type Reports } from './report.ts';
 import { signMessage, type Signed } from '../signing/sign.ts';
 import { logDelivery, logTarget, type DeliveryLog } from './log.ts';
-import { dnsResolver, parseSmtproutes, resolveDestination, type Destination } from './route.ts';
+import { routingResolver, parseSmtproutes, resolveDestination, type Destination } from './route.ts';
 import { deliver } from './smtp.ts';
 
 /** control/timeoutconnect and control/timeoutremote defaults, in seconds (qmail-remote.c). */
@@ -119,7 +119,7 @@ async function signAndDeliver(job: Job, source: MessageSource, log: Outcome['log
 }
 
 async function route(host: string, control: Control, env: NodeJS.ProcessEnv): Promise<Result<Destination>> {
-  const resolver = dnsResolver(env);
+  const resolver = routingResolver(env);
   if (!resolver.ok) return resolver;
   return resolveDestination(host, parseSmtproutes(control.smtproutes), { resolver: resolver.value });
 }

@@ -18,7 +18,7 @@
 //     everything else is temporary (spec §10 item 5, plus EBADNAME, which can never succeed).
 //   - No tcpto: qmail's table of hosts that timed out is optional (spec §10 item 6) and left out.
 //   - No CNAME rewriting of the host.
-import { Resolver } from 'node:dns/promises';
+import { makeResolver, serverList, type ResolverOptions } from '../common/dns.ts';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { fail, failure, noSuchHost, ok, type Result } from '../common/failures.ts';
@@ -138,7 +138,7 @@ export interface DnsLike {
 }
 
 export interface RouteOptions {
-  /** Defaults to dnsResolver(): QMAILREMOTE_DNS, else the system's servers. */
+  /** Defaults to routingResolver(): QMAILREMOTE_DNS, else the system's servers. */
   readonly resolver?: DnsLike;
   /**
    * The addresses that are "me" (spec §5.3). Replaces the default: 0.0.0.0, :: and every
@@ -161,7 +161,7 @@ export async function resolveDestination(
 ): Promise<Result<Destination>> {
   const route = findRoute(routes, host);
   if (route?.problem !== undefined) return fail(failure('READ_CONTROL'));
-  const made = opts.resolver !== undefined ? ok(opts.resolver) : dnsResolver();
+  const made = opts.resolver !== undefined ? ok(opts.resolver) : routingResolver();
   if (!made.ok) return made;
   const resolver = made.value;
   const port = route?.port ?? SMTP_PORT;
@@ -315,33 +315,15 @@ function withoutMe(addresses: readonly Address[], local: readonly string[]): Add
   return addresses.filter((address) => address.pref < prefme);
 }
 
-export interface ResolverOptions {
-  /** Milliseconds before the first retry (c-ares doubles it each try); c-ares' default if unset. */
-  readonly timeout?: number;
-  /** Attempts per server; c-ares' default if unset. */
-  readonly tries?: number;
-}
-
 /**
- * A node:dns/promises Resolver. With QMAILREMOTE_DNS set (e.g. "127.0.0.1:5353", "[::1]:53",
- * or several, comma separated) it asks those servers, else the system's (/etc/resolv.conf).
- * Queries are sent as given: no search list, like qmail's res_query. An unusable
+ * The resolver routing asks: the servers QMAILREMOTE_DNS names (e.g. "127.0.0.1:5353",
+ * "[::1]:53", or several, comma separated), else the system's (/etc/resolv.conf). An unusable
  * QMAILREMOTE_DNS is a temporary DNS failure, so mail waits for the operator to fix it.
  */
-export function dnsResolver(env: NodeJS.ProcessEnv = process.env, options: ResolverOptions = {}): Result<DnsLike> {
-  const resolver = new Resolver({
-    ...(options.timeout !== undefined ? { timeout: options.timeout } : {}),
-    ...(options.tries !== undefined ? { tries: options.tries } : {}),
-  });
-  const servers = (env.QMAILREMOTE_DNS ?? '')
-    .split(',')
-    .map((server) => server.trim())
-    .filter((server) => server !== '');
-  if (servers.length === 0) return ok(resolver);
-  try {
-    resolver.setServers(servers);
-  } catch {
-    return fail(failure('TEMP_DNS'));
-  }
-  return ok(resolver);
+export function routingResolver(
+  env: NodeJS.ProcessEnv = process.env,
+  options: Omit<ResolverOptions, 'servers'> = {},
+): Result<DnsLike> {
+  const resolver = makeResolver({ ...options, servers: serverList(env.QMAILREMOTE_DNS) });
+  return resolver ? ok(resolver) : fail(failure('TEMP_DNS'));
 }

@@ -9,19 +9,18 @@
 // called `*` or `{a,b}` can neither widen the search nor crash it. Key bytes never leave here.
 import fg from 'fast-glob';
 import { readFileSync, realpathSync, statSync, type Stats } from 'node:fs';
-import { Resolver } from 'node:dns/promises';
+import type { Resolver } from 'node:dns/promises';
+import { makeResolver } from '../common/dns.ts';
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { canonicalDomain } from '../mail/domain.ts';
 import { isSelector, parseKey, type KeyType } from '../signing/keys.ts';
 import { parseKeyRecord, publicKeyData, recordMismatch } from './key-record.ts';
-import { WEAK_RSA_BITS, QMAIL_GROUP } from './keygen.ts';
+import { WEAK_RSA_BITS, QMAIL_GROUP, QMAIL_REMOTE_USER } from './policy.ts';
 import {
   findGroup, findUser, groupIds, groupName, readAccounts, userName, GROUP_FILE, PASSWD_FILE, type Accounts,
 } from './accounts.ts';
 
-/** qmail-remote runs as qmailr (qmail's INSTALL.ids); it is the one that must read the keys. */
-export const QMAIL_REMOTE_USER = 'qmailr';
 const DNS_TIMEOUT_MS = 3000;
 const DNS_TRIES = 2;
 /** Lookups in flight at once: enough for thousands of domains, little load on the server. */
@@ -93,7 +92,7 @@ export async function auditKeys(options: AuditOptions): Promise<AuditReport> {
   const accounts = readAccounts(options.passwdFile ?? PASSWD_FILE, options.groupFile ?? GROUP_FILE);
   const findings: Finding[] = [];
   const reader = findReader(accounts, options, findings);
-  const resolver = options.dnsServer === undefined ? undefined : dnsResolver(options.dnsServer);
+  const resolver = options.dnsServer === undefined ? undefined : (auditResolver(options.dnsServer) ?? undefined);
   const { candidates, odd } = await findKeys(options, findings);
   const dirs = new Map<string, Stats | null>();
   const keys: KeyEntry[] = [];
@@ -116,13 +115,6 @@ export async function auditKeys(options: AuditOptions): Promise<AuditReport> {
     problems: all.filter((f) => f.severity === 'problem').length + odd.length,
     warnings: all.filter((f) => f.severity === 'warning').length,
   };
-}
-
-/** A Resolver asking only `server`; throws if it is not an address (with an optional port). */
-export function dnsResolver(server: string): Resolver {
-  const resolver = new Resolver({ timeout: DNS_TIMEOUT_MS, tries: DNS_TRIES });
-  resolver.setServers([server]);
-  return resolver;
 }
 
 function findReader(accounts: Accounts, options: AuditOptions, findings: Finding[]): Reader | null {
@@ -342,3 +334,8 @@ function realPath(path: string): string {
 
 const problem = (code: string, message: string): Finding => ({ severity: 'problem', code, message });
 const warning = (code: string, message: string): Finding => ({ severity: 'warning', code, message });
+
+/** A Resolver asking only `server`, or null if it is not an address (with an optional port). */
+export function auditResolver(server: string): Resolver | null {
+  return makeResolver({ servers: [server], timeout: DNS_TIMEOUT_MS, tries: DNS_TRIES });
+}

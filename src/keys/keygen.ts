@@ -7,17 +7,8 @@ import { closeSync, fchmodSync, fchownSync, openSync, unlinkSync, writeSync } fr
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import type { KeyType } from '../signing/keys.ts';
 import { findGroup, GROUP_FILE, readAccounts } from './accounts.ts';
+import { DEFAULT_RSA_BITS, KEY_MODE, MAX_RSA_BITS, MIN_RSA_BITS, QMAIL_GROUP, WEAK_RSA_BITS } from './policy.ts';
 
-export const DEFAULT_RSA_BITS = 2048;
-/** Below this RSA is breakable in practice; RFC 8301 §3.2 says verifiers may refuse it. */
-export const WEAK_RSA_BITS = 1024;
-/** dknewkey's old default was 384; anything under 512 OpenSSL itself no longer makes. */
-export const MIN_RSA_BITS = 512;
-/** RFC 8301 §3.2: verifiers need only validate keys up to 4096 bits. */
-export const MAX_RSA_BITS = 4096;
-export const KEY_MODE = 0o640;
-/** The group of qmail-remote's user, qmailr (qmail's INSTALL.ids). */
-export const QMAIL_GROUP = 'qmail';
 
 export interface KeySpec {
   readonly type: KeyType;

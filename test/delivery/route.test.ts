@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { networkInterfaces } from 'node:os';
 import {
   defaultLocalAddresses,
-  dnsResolver,
+  routingResolver,
   findRoute,
   orderMx,
   parseIpLiteral,
@@ -488,7 +488,7 @@ describe('resolveDestination against dnsmasq', () => {
   });
 
   it('uses the servers named in QMAILREMOTE_DNS', async () => {
-    const fromEnv = dnsResolver({ QMAILREMOTE_DNS: ` ${dns.server} ` }, { timeout: 500, tries: 2 });
+    const fromEnv = routingResolver({ QMAILREMOTE_DNS: ` ${dns.server} ` }, { timeout: 500, tries: 2 });
     assert.ok(fromEnv.ok);
     const destination = value(await resolveDestination('plain.test', NO_ROUTES, { resolver: fromEnv.value, ...notMe }));
     assert.deepEqual(ips(destination), ['192.0.2.40']);
@@ -506,15 +506,15 @@ describe('resolveDestination against dnsmasq', () => {
   });
 });
 
-describe('dnsResolver', () => {
+describe('routingResolver', () => {
   it('accepts several servers, IPv6 in brackets, and falls back to the system servers', () => {
-    assert.ok(dnsResolver({ QMAILREMOTE_DNS: '127.0.0.1:5353,[::1]:53, ::1' }).ok);
-    assert.ok(dnsResolver({}).ok);
-    assert.ok(dnsResolver({ QMAILREMOTE_DNS: '' }).ok);
+    assert.ok(routingResolver({ QMAILREMOTE_DNS: '127.0.0.1:5353,[::1]:53, ::1' }).ok);
+    assert.ok(routingResolver({}).ok);
+    assert.ok(routingResolver({ QMAILREMOTE_DNS: '' }).ok);
   });
 
   it('defers when QMAILREMOTE_DNS is not a list of addresses', () => {
-    const result = dnsResolver({ QMAILREMOTE_DNS: 'dns.example:53' });
+    const result = routingResolver({ QMAILREMOTE_DNS: 'dns.example:53' });
     assert.ok(!result.ok);
     assert.deepEqual([result.failure.letter, result.failure.code], ['Z', 'TEMP_DNS']);
   });
