@@ -3,9 +3,9 @@
 // the exact report bytes, NULs included, an empty stderr and exit status 0.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { runNode, type Run } from '../helpers/run.ts';
+import { freePort } from '../helpers/ports.ts';
 import { mkdtempSync, mkdirSync, writeFileSync, openSync, closeSync, copyFileSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,12 +40,6 @@ after(async () => {
   await dns?.stop();
 });
 
-interface Run {
-  stdout: string;
-  stderr: string;
-  status: number | null;
-}
-
 let controls = 0;
 /** A control directory; `files` overrides or adds control files. */
 function control(files: Record<string, string>): string {
@@ -56,24 +50,18 @@ function control(files: Record<string, string>): string {
   return dir;
 }
 
-function qmailRemote(args: string[], controlDir: string, message = SIMPLE, env: Record<string, string> = {}): Promise<Run> {
+async function qmailRemote(args: string[], controlDir: string, message = SIMPLE, env: Record<string, string> = {}): Promise<Run> {
   const fd = openSync(message, 'r');
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [QMAIL_REMOTE, ...args], {
-      stdio: [fd, 'pipe', 'pipe'],
+  try {
+    return await runNode(QMAIL_REMOTE, args, {
+      stdin: fd,
       env: { PATH: process.env.PATH ?? '', CONTROLDIR: controlDir, QMAILREMOTE_DNS: dns.server, ...env },
     });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout?.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr?.on('data', (chunk: Buffer) => err.push(chunk));
-    child.on('error', reject);
-    child.on('close', (status) => {
-      closeSync(fd);
-      resolve({ stdout: Buffer.concat(out).toString('latin1'), stderr: Buffer.concat(err).toString('latin1'), status });
-    });
-  });
+  } finally {
+    closeSync(fd);
+  }
 }
+
 
 /** Runs qmail-remote against a scripted server routed through smtproutes. */
 async function against(script: Script, recips = ['bob@example.net'], sender = 'alice@example.com', message = SIMPLE) {
@@ -221,7 +209,7 @@ test('a silent server and timeoutremote 1: connection died, deferred', async () 
 });
 
 test('connection refused: no SMTP connection, deferred', async () => {
-  const port = await closedPort();
+  const port = await freePort();
   const run = await qmailRemote(['example.net', 'a@example.com', 'b@example.net'], control({ smtproutes: `:127.0.0.1:${port}\n` }));
   expectReport(run, "ZSorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n\0");
 });
@@ -288,17 +276,11 @@ test('a read error on fd 0 (a file open for writing only) defers', async () => {
   writeFileSync(path, readFileSync(SIMPLE));
   const fd = openSync(path, 'a');
   try {
-    const child = spawn(process.execPath, [QMAIL_REMOTE, 'example.net', 'a@example.com', 'b@example.net'], {
-      stdio: [fd, 'pipe', 'pipe'],
+    const run = await runNode(QMAIL_REMOTE, ['example.net', 'a@example.com', 'b@example.net'], {
+      stdin: fd,
       env: { PATH: process.env.PATH ?? '', CONTROLDIR: control({}) },
     });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout?.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr?.on('data', (chunk: Buffer) => err.push(chunk));
-    const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
-    expectReport({ stdout: Buffer.concat(out).toString('latin1'), stderr: Buffer.concat(err).toString(), status },
-      'ZUnable to read message. (#4.3.0)\n\0');
+    expectReport(run, 'ZUnable to read message. (#4.3.0)\n\0');
   } finally {
     closeSync(fd);
   }
@@ -307,18 +289,11 @@ test('a read error on fd 0 (a file open for writing only) defers', async () => {
 test('a message on a pipe, as when run by hand, is spooled and delivered the same', async () => {
   const server = await startScriptServer({});
   try {
-    const child = spawn(process.execPath, [QMAIL_REMOTE, 'example.net', 'alice@example.com', 'bob@example.net'], {
-      stdio: ['pipe', 'pipe', 'pipe'],
+    const run = await runNode(QMAIL_REMOTE, ['example.net', 'alice@example.com', 'bob@example.net'], {
+      stdin: readFileSync(SIMPLE),
       env: { PATH: process.env.PATH ?? '', CONTROLDIR: control({ smtproutes: `:127.0.0.1:${server.port}\n` }) },
     });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-    child.stdin.end(readFileSync(SIMPLE));
-    const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
-    expectReport({ stdout: Buffer.concat(out).toString('latin1'), stderr: Buffer.concat(err).toString(), status },
-      `r\0K${IP} accepted message.\nRemote host said: 250 queued\n\0`);
+    expectReport(run, `r\0K${IP} accepted message.\nRemote host said: 250 queued\n\0`);
     await server.idle();
     const original = readFileSync(SIMPLE, 'latin1').replace(/\n/g, '\r\n');
     assert.ok(server.sessions[0]?.messages[0]?.toString('latin1').endsWith(original));
@@ -346,12 +321,3 @@ test('a host that does not exist bounces', async () => {
   expectReport(run, "DSorry, I couldn't find any host named nothere.test. (#5.1.2)\n\0");
 });
 
-function closedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createServer();
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}

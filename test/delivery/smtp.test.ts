@@ -1,7 +1,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
+import { run } from '../helpers/run.ts';
+import { freePort } from '../helpers/ports.ts';
 import { Readable } from 'node:stream';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { addrmangle, deliver, type Delivery, type DeliveryResult } from '../../src/delivery/smtp.ts';
@@ -42,28 +42,6 @@ async function scripted(t: TestContext, script: Script = {}, host?: string): Pro
   const server = await startScriptServer(script, host);
   t.after(() => server.close());
   return server;
-}
-
-/** Runs Node with these arguments; the server in this process must stay responsive, so async. */
-function runChild(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('latin1')));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('latin1')));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
 }
 
 test('an accepted message: K with the reply, commands in order, the body byte for byte', async (t) => {
@@ -459,10 +437,10 @@ test('a delivery writes nothing to stdout or stderr (they are the report pipe)',
   `;
   const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(server.port), CLOSED: String(await freePort()) };
   delete env.NODE_TEST_CONTEXT; // the child is a plain program, not a test file
-  const run = await runChild(['--input-type=module', '-e', script], env);
-  assert.equal(run.stderr, '');
-  assert.equal(run.stdout, '');
-  assert.equal(run.status, 0);
+  const child = await run(process.execPath, ['--input-type=module', '-e', script], { env });
+  assert.equal(child.stderr, '');
+  assert.equal(child.stdout, '');
+  assert.equal(child.status, 0);
   await server.idle();
   assert.equal(server.sessions.length, 1);
 });

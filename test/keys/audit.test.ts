@@ -5,7 +5,7 @@
 // accounts are never changed.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { runNode } from '../helpers/run.ts';
 import { createPublicKey } from 'node:crypto';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -78,23 +78,7 @@ const byDomain = (report: AuditReport, domain: string): KeyEntry => {
 };
 const codes = (entry: KeyEntry): string[] => entry.findings.map((f) => f.code).sort();
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
-  });
-}
+const run = (args: string[]) => runNode(MAIN, args);
 
 describe('a clean tree', () => {
   test('every key listed with its details, and nothing flagged', async () => {
@@ -233,7 +217,7 @@ describe('hostile names on disk', () => {
 
   test('the command line survives them too, and escapes control characters', async () => {
     const result = await run(['keys', '--control', tree.control]);
-    assert.equal(result.code, 1);
+    assert.equal(result.status, 1);
     assert.ok(result.stdout.includes('new\\x0aline/default'), 'the newline is shown escaped');
     assert.match(result.stdout, /\n3 keys, 17 problems(, 1 warning)?\n$/);
   });
@@ -269,7 +253,7 @@ describe('the command', () => {
     const tree = makeTree();
     plant(tree, 'example.com', rsa);
     const result = await run(['keys', '--control', tree.control, '--json']);
-    assert.equal(result.code, 0, result.stdout);
+    assert.equal(result.status, 0, result.stdout);
     assert.equal(result.stderr, '');
     const json = JSON.parse(result.stdout) as { keys: KeyEntry[]; summary: { keys: number; problems: number } };
     assert.equal(json.summary.keys, 1);
@@ -283,7 +267,7 @@ describe('the command', () => {
     plant(tree, 'example.net', rsa, { mode: 0o644 });
     plant(tree, 'example.org', makeRsaKey(512));
     const result = await run(['keys', '--control', tree.control]);
-    assert.equal(result.code, 1);
+    assert.equal(result.status, 1);
     assert.equal(result.stderr, '');
     // This system may or may not have a qmailr user: that is the only warning there can be.
     assert.match(result.stdout, /\n3 keys, 2 problems(, 1 warning)?\n$/);
@@ -293,7 +277,7 @@ describe('the command', () => {
   test('a bad --dns server is a usage error', async () => {
     const tree = makeTree();
     const result = await run(['keys', '--control', tree.control, '--dns', 'not a server']);
-    assert.equal(result.code, 100);
+    assert.equal(result.status, 100);
     assert.equal(result.stdout, '');
   });
 });
@@ -343,7 +327,7 @@ describe('--dns against a real DNS server', () => {
 
   test('through the command: exit 1, and the good keys say they are published', async () => {
     const result = await run(['keys', '--control', tree.control, '--dns', dns.server]);
-    assert.equal(result.code, 1);
+    assert.equal(result.status, 1);
     assert.equal(result.stderr, '');
     assert.match(result.stdout, /^match\.test default rsa 2048 .*\n {2}ok: default\._domainkey\.match\.test publishes this key$/m);
     assert.match(result.stdout, /\n9 keys, 6 problems, [12] warnings?\n$/);
@@ -354,7 +338,7 @@ describe('--dns against a real DNS server', () => {
     plant(clean, 'match.test', rsa);
     plant(clean, 'ed.test', ed25519);
     const result = await run(['keys', '--control', clean.control, '--dns', dns.server, '--json']);
-    assert.equal(result.code, 0, result.stdout);
+    assert.equal(result.status, 0, result.stdout);
     const json = JSON.parse(result.stdout) as { keys: KeyEntry[] };
     assert.deepEqual(json.keys.map((k) => [k.domain, k.dns?.name]), [['ed.test', 'default._domainkey.ed.test'], ['match.test', 'default._domainkey.match.test']]);
   });

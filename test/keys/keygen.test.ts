@@ -5,7 +5,7 @@
 // served by a real DNS server.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { runNode } from '../helpers/run.ts';
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,27 +24,8 @@ const MESSAGE = Buffer.from(
     'Date: Tue, 14 Nov 2023 22:13:20 +0000\nMessage-ID: <keygen-test@example.com>\n\nHello,\n\nthis is signed.\n',
 );
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(script: string, args: string[], options: { cwd?: string; input?: Buffer; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, ...args], {
-      cwd: options.cwd ?? tmpdir(),
-      env: options.env ?? process.env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString('latin1'), stderr: Buffer.concat(err).toString() }));
-    child.stdin.end(options.input ?? Buffer.alloc(0));
-  });
+function run(script: string, args: string[], options: { cwd?: string; input?: Buffer; env?: NodeJS.ProcessEnv } = {}) {
+  return runNode(script, args, { cwd: options.cwd ?? tmpdir(), stdin: options.input ?? Buffer.alloc(0), ...(options.env ? { env: options.env } : {}) });
 }
 
 const scratch = (): string => mkdtempSync(join(tmpdir(), 'qrd-keygen-'));
@@ -94,7 +75,7 @@ describe('dknewkey', () => {
   test('writes a 2048-bit PKCS#1 RSA key, mode 0640, and prints its record', async () => {
     const dir = tempDir();
     const result = await run(DKNEWKEY, ['default'], { cwd: dir });
-    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.status, 0, result.stderr);
     assert.equal(result.stderr, '');
     const pem = readFileSync(join(dir, 'default'));
     assert.ok(pem.toString().startsWith('-----BEGIN RSA PRIVATE KEY-----\n'), 'PKCS#1, as openssl genrsa writes');
@@ -109,7 +90,7 @@ describe('dknewkey', () => {
   test('-t ed25519 writes a PKCS#8 key and p= is the raw public key', async () => {
     const dir = tempDir();
     const result = await run(DKNEWKEY, ['-t', 'ed25519', 'ed'], { cwd: dir });
-    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.status, 0, result.stderr);
     const pem = readFileSync(join(dir, 'ed'));
     assert.ok(pem.toString().startsWith('-----BEGIN PRIVATE KEY-----\n'));
     assert.equal(createPrivateKey(pem).asymmetricKeyType, 'ed25519');
@@ -121,7 +102,7 @@ describe('dknewkey', () => {
     const dir = tempDir();
     for (const [args, file, bits] of [[['old', '1024'], 'old', 1024], [['-b', '4096', 'big'], 'big', 4096]] as const) {
       const result = await run(DKNEWKEY, [...args], { cwd: dir });
-      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.status, 0, result.stderr);
       const pem = readFileSync(join(dir, file));
       assert.equal(createPrivateKey(pem).asymmetricKeyDetails?.modulusLength, bits);
       assertRecordMatches(txtStrings(result.stdout, `${file}._domainkey`), pem, 'rsa');
@@ -131,12 +112,12 @@ describe('dknewkey', () => {
   test('warns below 1024 bits and refuses below 512, or a size for ed25519', async () => {
     const dir = tempDir();
     const weak = await run(DKNEWKEY, ['-b', '512', 'weak'], { cwd: dir });
-    assert.equal(weak.code, 0);
+    assert.equal(weak.status, 0);
     assert.match(weak.stderr, /warning: 512-bit RSA keys are weak/);
     assert.equal(createPrivateKey(readFileSync(join(dir, 'weak'))).asymmetricKeyDetails?.modulusLength, 512);
     for (const args of [['-b', '511', 'tiny'], ['-b', '8192', 'huge'], ['-t', 'ed25519', '-b', '2048', 'edbits'], ['-t', 'dsa', 'dsa']]) {
       const refused = await run(DKNEWKEY, args, { cwd: dir });
-      assert.equal(refused.code, 100, args.join(' '));
+      assert.equal(refused.status, 100, args.join(' '));
       assert.equal(refused.stdout, '');
       assert.notEqual(refused.stderr, '');
       assert.equal(existsSync(join(dir, args[args.length - 1] ?? '')), false, 'no key file left behind');
@@ -147,7 +128,7 @@ describe('dknewkey', () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'default'), 'the key a published record belongs to\n');
     const result = await run(DKNEWKEY, ['default'], { cwd: dir });
-    assert.equal(result.code, 100);
+    assert.equal(result.status, 100);
     assert.equal(result.stdout, '');
     assert.match(result.stderr, /exists/);
     assert.equal(readFileSync(join(dir, 'default'), 'utf8'), 'the key a published record belongs to\n');
@@ -156,7 +137,7 @@ describe('dknewkey', () => {
   test('refuses a file name that cannot be a selector', async () => {
     const dir = tempDir();
     const result = await run(DKNEWKEY, ['bad selector'], { cwd: dir });
-    assert.equal(result.code, 100);
+    assert.equal(result.status, 100);
     assert.equal(existsSync(join(dir, 'bad selector')), false);
   });
 });
@@ -194,7 +175,7 @@ describe('qmail-remote-dkim keygen --domain', () => {
     mkdirSync(join(dir, 'control'));
     writeFileSync(join(dir, 'control', 'dksign'), `${dir}/domainkeys/%/default\n${dir}/domainkeys/%/ed25519\n`);
     const made = await run(MAIN, ['keygen', '--control', join(dir, 'control'), '--domain', 'Example.COM']);
-    assert.equal(made.code, 0, made.stderr);
+    assert.equal(made.status, 0, made.stderr);
     const path = join(dir, 'domainkeys', 'example.com', 'default');
     assert.equal(statSync(path).mode & 0o777, 0o640);
     assert.equal(statSync(join(dir, 'domainkeys', 'example.com')).mode & 0o002, 0, 'the directory is not writable by others');
@@ -202,15 +183,15 @@ describe('qmail-remote-dkim keygen --domain', () => {
     assertRecordMatches(txtStrings(made.stdout, 'default._domainkey.example.com.'), readFileSync(path), 'rsa');
 
     const printed = await run(MAIN, ['keygen', '--control', join(dir, 'control'), '--domain', 'example.com', '--print']);
-    assert.equal(printed.code, 0, printed.stderr);
+    assert.equal(printed.status, 0, printed.stderr);
     assert.equal(printed.stdout, made.stdout);
 
     const second = await run(MAIN, ['keygen', '--control', join(dir, 'control'), '--domain', 'example.com', '-t', 'ed25519', 'ed25519']);
-    assert.equal(second.code, 0, second.stderr);
+    assert.equal(second.status, 0, second.stderr);
     assertRecordMatches(txtStrings(second.stdout, 'ed25519._domainkey.example.com.'), readFileSync(join(dir, 'domainkeys', 'example.com', 'ed25519')), 'ed25519');
 
     const again = await run(MAIN, ['keygen', '--control', join(dir, 'control'), '--domain', 'example.com']);
-    assert.equal(again.code, 100, 'the existing key stays');
+    assert.equal(again.status, 100, 'the existing key stays');
   });
 
   test('a relative dksign line is taken from QMAILHOME, as qmail-remote takes it', async () => {
@@ -218,7 +199,7 @@ describe('qmail-remote-dkim keygen --domain', () => {
     mkdirSync(join(dir, 'control'));
     writeFileSync(join(dir, 'control', 'dksign'), 'control/domainkeys/%/sel1\n');
     const made = await run(MAIN, ['keygen', '--domain', 'example.org'], { env: { ...process.env, QMAILHOME: dir, CONTROLDIR: 'control' } });
-    assert.equal(made.code, 0, made.stderr);
+    assert.equal(made.status, 0, made.stderr);
     assert.ok(existsSync(join(dir, 'control', 'domainkeys', 'example.org', 'sel1')));
   });
 
@@ -228,7 +209,7 @@ describe('qmail-remote-dkim keygen --domain', () => {
     writeFileSync(join(dir, 'control', 'dksign'), `${dir}/domainkeys/%/default\n`);
     for (const domain of ['../../etc', '*.example.com', '{a,b}', 'a b', '']) {
       const result = await run(MAIN, ['keygen', '--control', join(dir, 'control'), '--domain', domain]);
-      assert.equal(result.code, 100, domain);
+      assert.equal(result.status, 100, domain);
       assert.equal(result.stdout, '');
     }
     assert.equal(existsSync(join(dir, 'domainkeys')), false);
@@ -238,11 +219,11 @@ describe('qmail-remote-dkim keygen --domain', () => {
     const dir = tempDir();
     mkdirSync(join(dir, 'control'));
     const none = await run(MAIN, ['keygen', '--control', join(dir, 'control'), '--domain', 'example.com']);
-    assert.equal(none.code, 100);
+    assert.equal(none.status, 100);
     assert.match(none.stderr, /dksign names no key files/);
     writeFileSync(join(dir, 'control', 'dksign'), `${dir}/domainkeys/%/default\n`);
     const other = await run(MAIN, ['keygen', '--control', join(dir, 'control'), '--domain', 'example.com', 'nosuch']);
-    assert.equal(other.code, 100);
+    assert.equal(other.status, 100);
     assert.match(other.stderr, /no line of .*dksign has the selector nosuch/);
   });
 });
@@ -263,7 +244,7 @@ describe('keys made by keygen sign mail that Mail::DKIM and dkimpy verify', () =
     const txt = [];
     for (const [selector, type] of [['rsa2048', 'rsa'], ['ed', 'ed25519']] as const) {
       const made = await run(MAIN, ['keygen', '--control', control, '--domain', DOMAIN, '-t', type, selector]);
-      assert.equal(made.code, 0, made.stderr);
+      assert.equal(made.status, 0, made.stderr);
       // The strings exactly as printed: what an administrator pastes into the zone.
       txt.push({ name: `${selector}._domainkey.${DOMAIN}`, text: txtStrings(made.stdout, `${selector}._domainkey.${DOMAIN}.`) });
     }
@@ -273,7 +254,7 @@ describe('keys made by keygen sign mail that Mail::DKIM and dkimpy verify', () =
 
   test('an RSA and an ed25519 key from keygen: both DKIM signatures and the DomainKey-Signature verify', async () => {
     const signed = await run(MAIN, ['sign', '--control', control], { input: MESSAGE });
-    assert.equal(signed.code, 0, signed.stderr);
+    assert.equal(signed.status, 0, signed.stderr);
     assert.equal(signed.stderr, '');
     const wire = Buffer.from(signed.stdout, 'latin1');
 
