@@ -23,7 +23,8 @@ export async function main(argv: string[]): Promise<number> {
           .positional('selector', { type: 'string', describe: 'key file to create; its name is the selector', demandOption: true })
           .positional('size', { type: 'number', describe: 'RSA key size in bits, as dknewkey took it (same as -b)' })
           .option('type', { alias: 't', choices: ['rsa', 'ed25519'] as const, default: 'rsa' as const, describe: 'key algorithm' })
-          .option('bits', { alias: 'b', type: 'number', describe: 'RSA key size in bits (default 2048)' }),
+          .option('bits', { alias: 'b', type: 'number', describe: 'RSA key size in bits (default 2048)' })
+          .option('group', { type: 'string', describe: 'group file to find group qmail in (default /etc/group)' }),
       async (args) => {
         if (failed) return;
         if (args.size !== undefined && args.bits !== undefined && args.size !== args.bits) {
@@ -32,7 +33,12 @@ export async function main(argv: string[]): Promise<number> {
           return;
         }
         const bits = args.bits ?? args.size;
-        exitCode = await keygenCommand({ type: args.type, selector: args.selector, ...(bits !== undefined ? { bits } : {}) }, PROGRAM);
+        exitCode = await keygenCommand({
+          type: args.type,
+          selector: args.selector,
+          ...(bits !== undefined ? { bits } : {}),
+          ...(args.group !== undefined ? { group: args.group } : {}),
+        }, PROGRAM);
       },
     )
     .strict()

@@ -21,6 +21,8 @@ export interface KeygenArgs {
   domain?: string;
   control?: string;
   print?: boolean;
+  /** The group file to find group qmail in, instead of /etc/group. */
+  group?: string;
 }
 
 interface Target {
@@ -116,7 +118,7 @@ async function makeKey(args: KeygenArgs, target: Target, program: string, makeDi
     }
   }
   const { key, pem } = generateKey(check.spec);
-  const written = writeKeyFile(target.path, pem);
+  const written = writeKeyFile(target.path, pem, args.group !== undefined ? { groupFile: args.group } : {});
   if (!written.ok) {
     say(`${program}: ${target.path}: ${written.reason}`);
     return written.exists ? EXIT_USAGE : EXIT_TEMPORARY;

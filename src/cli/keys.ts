@@ -16,6 +16,9 @@ export interface KeysArgs {
   control?: string;
   dns?: string;
   json?: boolean;
+  /** The accounts files to find qmailr and group qmail in, instead of the system's. */
+  passwd?: string;
+  group?: string;
 }
 
 export async function keysCommand(args: KeysArgs): Promise<number> {
@@ -32,6 +35,8 @@ export async function keysCommand(args: KeysArgs): Promise<number> {
   const report = await auditKeys({
     ...config.value,
     ...(args.dns !== undefined ? { dnsServer: args.dns } : {}),
+    ...(args.passwd !== undefined ? { passwdFile: args.passwd } : {}),
+    ...(args.group !== undefined ? { groupFile: args.group } : {}),
     // Only the DNS lookups take long enough for a progress line to help.
     ...(process.stderr.isTTY && args.dns !== undefined ? { onProgress: progress } : {}),
   });

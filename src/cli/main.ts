@@ -15,6 +15,11 @@ const CONTROL_OPTION = {
   describe: 'qmail control directory (default: $CONTROLDIR, $QMAILHOME/control, /var/qmail/control)',
 } as const;
 
+// The accounts files: qmail's install reads the system's; an audit of another host's tree (or
+// a test) names copies.
+const PASSWD_OPTION = { type: 'string', describe: 'passwd file to find user qmailr in (default /etc/passwd)' } as const;
+const GROUP_OPTION = { type: 'string', describe: 'group file to find group qmail in (default /etc/group)' } as const;
+
 export async function main(argv: string[]): Promise<number> {
   let exitCode = 0;
   const parser = yargs(argv)
@@ -42,6 +47,7 @@ export async function main(argv: string[]): Promise<number> {
           .option('bits', { alias: 'b', type: 'number', describe: 'RSA key size in bits (default 2048)' })
           .option('domain', { type: 'string', describe: 'put the key where control/dksign names it for this domain, creating the directory' })
           .option('control', CONTROL_OPTION)
+          .option('group', GROUP_OPTION)
           .option('print', { type: 'boolean', describe: 'print the record for the existing key file instead of making one' }),
       async (args) => {
         exitCode = await keygenCommand(args, 'qmail-remote-dkim keygen');
@@ -54,6 +60,8 @@ export async function main(argv: string[]): Promise<number> {
         y
           .option('control', CONTROL_OPTION)
           .option('dns', { type: 'string', describe: 'DNS server to check each key\'s TXT record at, e.g. 127.0.0.1 or 127.0.0.1:5353' })
+          .option('passwd', PASSWD_OPTION)
+          .option('group', GROUP_OPTION)
           .option('json', { type: 'boolean', describe: 'one JSON document on stdout, for monitoring' }),
       async (args) => {
         exitCode = await keysCommand(args);

@@ -24,15 +24,27 @@ const MESSAGE = Buffer.from(
     'Date: Tue, 14 Nov 2023 22:13:20 +0000\nMessage-ID: <keygen-test@example.com>\n\nHello,\n\nthis is signed.\n',
 );
 
-function run(script: string, args: string[], options: { cwd?: string; input?: Buffer; env?: NodeJS.ProcessEnv } = {}) {
-  return runNode(script, args, { cwd: options.cwd ?? tmpdir(), stdin: options.input ?? Buffer.alloc(0), ...(options.env ? { env: options.env } : {}) });
-}
-
 const scratch = (): string => mkdtempSync(join(tmpdir(), 'qrd-keygen-'));
 const cleanups: string[] = [];
 after(() => {
   for (const dir of cleanups) rmSync(dir, { recursive: true, force: true });
 });
+
+// The group file every key-making command here is given, so that what group a new key gets
+// never depends on whether this host has a qmail group: run as root, the key goes to this gid.
+const QMAIL_GID = 4242;
+const GROUP_FILE = join(tempDir(), 'group');
+writeFileSync(GROUP_FILE, `root:x:0:\nqmail:x:${QMAIL_GID}:\n`);
+const AS_ROOT = process.getuid?.() === 0;
+/** The gid a key made by the commands must have: qmail's when made by root, else the maker's. */
+const KEY_GID = AS_ROOT ? QMAIL_GID : process.getgid?.();
+
+function run(script: string, args: string[], options: { cwd?: string; input?: Buffer; env?: NodeJS.ProcessEnv } = {}) {
+  const makesKeys = script === DKNEWKEY || args[0] === 'keygen';
+  return runNode(script, makesKeys ? [...args, '--group', GROUP_FILE] : args, {
+    cwd: options.cwd ?? tmpdir(), stdin: options.input ?? Buffer.alloc(0), ...(options.env ? { env: options.env } : {}),
+  });
+}
 function tempDir(): string {
   const dir = scratch();
   cleanups.push(dir);
@@ -80,6 +92,7 @@ describe('dknewkey', () => {
     const pem = readFileSync(join(dir, 'default'));
     assert.ok(pem.toString().startsWith('-----BEGIN RSA PRIVATE KEY-----\n'), 'PKCS#1, as openssl genrsa writes');
     assert.equal(statSync(join(dir, 'default')).mode & 0o777, 0o640);
+    assert.equal(statSync(join(dir, 'default')).gid, KEY_GID, 'group qmail of the given group file when root');
     assert.equal(createPrivateKey(pem).asymmetricKeyDetails?.modulusLength, 2048);
     const strings = txtStrings(result.stdout, 'default._domainkey');
     assert.equal(strings[0], 'v=DKIM1; k=rsa; ');
@@ -179,7 +192,8 @@ describe('qmail-remote-dkim keygen --domain', () => {
     const path = join(dir, 'domainkeys', 'example.com', 'default');
     assert.equal(statSync(path).mode & 0o777, 0o640);
     assert.equal(statSync(join(dir, 'domainkeys', 'example.com')).mode & 0o002, 0, 'the directory is not writable by others');
-    assert.match(made.stderr, /wrote rsa key to .*example\.com\/default/);
+    assert.equal(statSync(path).gid, KEY_GID);
+    assert.match(made.stderr, AS_ROOT ? /wrote rsa key to .*example\.com\/default \(mode 0640, group qmail\)/ : /wrote rsa key to .*example\.com\/default \(mode 0640\)/);
     assertRecordMatches(txtStrings(made.stdout, 'default._domainkey.example.com.'), readFileSync(path), 'rsa');
 
     const printed = await run(MAIN, ['keygen', '--control', join(dir, 'control'), '--domain', 'example.com', '--print']);
