@@ -1,12 +1,15 @@
-// `qmail-remote-dkim install` and `uninstall`: see src/install.ts and docs/install.md.
+// `qmail-remote-dkim install` and `uninstall`: see src/install/shim.ts and docs/install.md.
+// The shim names this installation's bin/qmail-remote (which checks the Node it runs on) and,
+// by default, the Node running this command: the one the administrator has just used.
 import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { qmailHome } from '../common/control.ts';
-import { checkNode, defaultTarget, install, uninstall } from '../install/shim.ts';
+import { checkNode, defaultTarget, install, InstallError, uninstall } from '../install/shim.ts';
 import { say } from './output.ts';
 import { EXIT_OK, EXIT_TEMPORARY, EXIT_USAGE } from './exit-codes.ts';
 
-const PROGRAM = fileURLToPath(new URL('../qmail-remote.cjs', import.meta.url));
+const PROGRAM = fileURLToPath(new URL('../../bin/qmail-remote', import.meta.url));
 
 export interface InstallArgs {
   to?: string;
@@ -15,7 +18,8 @@ export interface InstallArgs {
 }
 
 export function installCommand(args: InstallArgs): number {
-  const node = args.node ?? process.execPath;
+  // Absolute: qmail-send's PATH is minimal, and the shim runs from any directory.
+  const node = resolve(args.node ?? process.execPath);
   const problem = checkNode(node);
   if (problem) {
     say(`qmail-remote-dkim install: ${problem}`);
@@ -27,10 +31,12 @@ export function installCommand(args: InstallArgs): number {
   }
   try {
     const target = args.to ?? defaultTarget(qmailHome());
-    for (const line of install({ target, node, program: PROGRAM, cacheDir: args.cache ?? '' })) say(line);
+    const plan = { target, node, program: PROGRAM, cacheDir: args.cache ?? '', replacing: args.to === undefined };
+    for (const line of install(plan)) say(line);
     return EXIT_OK;
   } catch (error) {
-    say(`qmail-remote-dkim install: ${(error as Error).message}`);
+    if (!(error instanceof InstallError)) throw error;
+    say(`qmail-remote-dkim install: ${error.message}`);
     return EXIT_TEMPORARY;
   }
 }
@@ -50,7 +56,8 @@ export function uninstallCommand(args: { to?: string }): number {
     for (const line of uninstall(args.to ?? defaultTarget(qmailHome()))) say(line);
     return EXIT_OK;
   } catch (error) {
-    say(`qmail-remote-dkim uninstall: ${(error as Error).message}`);
+    if (!(error instanceof InstallError)) throw error;
+    say(`qmail-remote-dkim uninstall: ${error.message}`);
     return EXIT_TEMPORARY;
   }
 }

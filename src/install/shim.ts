@@ -2,13 +2,20 @@
 // qmail-rspawn execs $QMAILHOME/bin/qmail-remote with qmail-send's minimal environment, so the
 // shim names an absolute Node and an absolute program. If either has gone missing the shim
 // itself reports Z: the shell's own "not found" exit status (127) would make qmail-rspawn
-// bounce every remote message.
-import { existsSync, readFileSync, renameSync, writeFileSync, chmodSync } from 'node:fs';
+// bounce every remote message. The program (bin/qmail-remote) refuses a Node that is too old
+// with a Z of its own.
+//
+// qmail-rspawn may start a delivery at any moment, so there is never a moment without a
+// bin/qmail-remote: the original is kept under its second name by a hard link, and the shim,
+// written whole under a temporary name, is renamed over it. A step that fails undoes the ones
+// before it: the files are as they were.
+import { chmodSync, linkSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 export const SHIM_MARK = '# qmail-remote-dkim shim';
-const MIN_NODE = [22, 19] as const;
+/** package.json's engines, and bin/qmail-remote's check. */
+export const MIN_NODE = [22, 19] as const;
 
 export interface InstallPlan {
   /** Where the shim goes: $QMAILHOME/bin/qmail-remote, or any path for $QMAILREMOTE. */
@@ -17,9 +24,14 @@ export interface InstallPlan {
   readonly program: string;
   /** Node's compile cache for the qmailr user; empty for none. */
   readonly cacheDir: string;
+  /** Refuse when there is no qmail-remote to replace (not for a shim of its own, for $QMAILREMOTE). */
+  readonly replacing: boolean;
 }
 
-export function shimText(plan: InstallPlan): string {
+/** Why an install or uninstall changed nothing, in one line that says what to do. */
+export class InstallError extends Error {}
+
+export function shimText(plan: Pick<InstallPlan, 'node' | 'program' | 'cacheDir'>): string {
   const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
   const missing = (what: string): string =>
     `printf 'Zqmail-remote-dkim: ${what} is missing; mail stays queued. (#4.3.0)\\n\\0'; exit 0`;
@@ -35,12 +47,11 @@ export function shimText(plan: InstallPlan): string {
 }
 
 export function isShim(path: string): boolean {
-  try {
-    return readFileSync(path, 'latin1').includes(SHIM_MARK);
-  } catch {
-    return false;
-  }
+  const text = readOrNull(path);
+  return text !== null && isShimText(text);
 }
+
+const isShimText = (bytes: Buffer): boolean => bytes.toString('latin1').includes(SHIM_MARK);
 
 /** The Node at `node` if it is new enough, else why not. */
 export function checkNode(node: string): string | null {
@@ -52,30 +63,77 @@ export function checkNode(node: string): string | null {
   return `${node} is ${run.stdout.trim()}; Node >= ${MIN_NODE.join('.')} is required`;
 }
 
-/** Installs the shim; an existing original qmail-remote is kept as qmail-remote.orig. */
+/** Installs the shim; an original qmail-remote is kept as qmail-remote.orig. */
 export function install(plan: InstallPlan): string[] {
-  const done: string[] = [];
-  const orig = `${plan.target}.orig`;
-  if (existsSync(plan.target) && !isShim(plan.target)) {
-    if (existsSync(orig)) throw new Error(`${orig} exists already; not overwriting it`);
-    renameSync(plan.target, orig);
-    done.push(`kept the original as ${orig}`);
+  const { target } = plan;
+  const orig = `${target}.orig`;
+  const current = readOrNull(target);
+  if (current === null && plan.replacing) {
+    throw new InstallError(`${target} does not exist: set QMAILHOME to qmail's home, or give --to for a shim of its own`);
   }
-  const temp = `${plan.target}.new`;
-  writeFileSync(temp, shimText(plan), { mode: 0o755 });
-  chmodSync(temp, 0o755);
-  renameSync(temp, plan.target);
-  done.push(`wrote ${plan.target}`);
+  const text = shimText(plan);
+  if (current !== null && current.toString('latin1') === text) return [`${target} is the shim already; nothing changed`];
+  const keep = current !== null && !isShimText(current);
+  const saved = keep ? readOrNull(orig) : null;
+  if (saved !== null && current !== null && !saved.equals(current)) {
+    throw new InstallError(`${orig} exists and differs from ${target}: move one of them away, then install again`);
+  }
+  const temp = `${target}.new`;
+  attempt(temp, () => {
+    writeFileSync(temp, text, { mode: 0o755 });
+    chmodSync(temp, 0o755);
+  });
+  const done: string[] = [];
+  const linked = keep && saved === null;
+  try {
+    if (linked) attempt(orig, () => linkSync(target, orig));
+    attempt(target, () => renameSync(temp, target));
+  } catch (error) {
+    removeQuietly(temp);
+    if (linked) removeQuietly(orig);
+    throw error;
+  }
+  if (keep) done.push(`kept the original as ${orig}`);
+  done.push(`wrote ${target}`);
   return done;
 }
 
 /** Puts qmail-remote.orig back; refuses to touch a qmail-remote that is not our shim. */
 export function uninstall(target: string): string[] {
   const orig = `${target}.orig`;
-  if (!isShim(target)) throw new Error(`${target} is not the qmail-remote-dkim shim; leaving it alone`);
-  if (!existsSync(orig)) throw new Error(`${orig} is missing; nothing to restore`);
-  renameSync(orig, target);
+  if (!isShim(target)) throw new InstallError(`${target} is not the qmail-remote-dkim shim; leaving it alone`);
+  if (readOrNull(orig) === null) throw new InstallError(`${orig} is missing; nothing to restore (remove the shim by hand if qmail-remote is elsewhere)`);
+  attempt(target, () => renameSync(orig, target));
   return [`restored ${target} from ${orig}`];
 }
 
 export const defaultTarget = (qmailHome: string): string => join(qmailHome, 'bin', 'qmail-remote');
+
+/** Runs a step on `path`; a failure becomes an InstallError that says what to do. */
+function attempt(path: string, step: () => void): void {
+  try {
+    step();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    const dir = dirname(path);
+    if (code === 'EROFS') throw new InstallError(`${dir} is on a read-only file system: remount it read-write, then install again`);
+    if (code === 'EACCES' || code === 'EPERM') throw new InstallError(`cannot write in ${dir} (${code}): run this as root, or as the owner of ${dir}`);
+    throw new InstallError(`cannot write ${path} (${code})`);
+  }
+}
+
+function readOrNull(path: string): Buffer | null {
+  try {
+    return statSync(path).isFile() ? readFileSync(path) : null;
+  } catch {
+    return null;
+  }
+}
+
+function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Nothing there: nothing to undo.
+  }
+}

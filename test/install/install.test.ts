@@ -1,19 +1,31 @@
 // install/uninstall with a scratch qmail home: the original is kept, the shim runs the program
-// with an absolute Node, a missing Node gives a Z report (never the shell's 127, which
-// qmail-rspawn would turn into a bounce), and uninstall puts the original back.
-import { test } from 'node:test';
+// with an absolute Node, a missing Node or one too old gives a Z report (never the shell's 127,
+// which qmail-rspawn would turn into a bounce), uninstall puts the original back, and every
+// refusal is one line that leaves every file as it was.
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync, statSync } from 'node:fs';
+import { chmodSync, rmSync, mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, existsSync, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const CLI = fileURLToPath(new URL('../../bin/qmail-remote-dkim', import.meta.url));
+const PROGRAM = fileURLToPath(new URL('../../bin/qmail-remote', import.meta.url));
 const ORIGINAL = '#!/bin/sh\necho original\n';
 
+const cleanups: string[] = [];
+after(() => {
+  for (const dir of cleanups) rmSync(dir, { recursive: true, force: true });
+});
+function scratch(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'qrd-install-'));
+  cleanups.push(dir);
+  return dir;
+}
+
 function scratchHome(): { home: string; target: string } {
-  const home = mkdtempSync(join(tmpdir(), 'qrd-install-'));
+  const home = scratch();
   mkdirSync(join(home, 'bin'));
   const target = join(home, 'bin', 'qmail-remote');
   writeFileSync(target, ORIGINAL, { mode: 0o711 });
@@ -30,7 +42,7 @@ test('install keeps the original, writes a shim that runs qmail-remote, uninstal
   assert.equal(readFileSync(`${target}.orig`, 'utf8'), ORIGINAL);
   const shim = readFileSync(target, 'utf8');
   assert.match(shim, /^#!\/bin\/sh\n/);
-  assert.ok(shim.includes(`'${process.execPath}' --no-warnings`), shim);
+  assert.ok(shim.includes(`exec '${process.execPath}' --no-warnings '${PROGRAM}' "$@"`), shim);
   assert.equal(statSync(target).mode & 0o777, 0o755);
 
   // The shim as qmail-rspawn runs it: too few arguments is qmail's usage report, exit 0.
@@ -39,8 +51,12 @@ test('install keeps the original, writes a shim that runs qmail-remote, uninstal
   assert.equal(run.stdout.toString('latin1'), 'DI (qmail-remote) was invoked improperly. (#5.3.5)\n\0');
   assert.equal(run.stderr.length, 0);
 
-  assert.equal(cli(['install'], home).status, 0, 'installing again over the shim is fine');
+  const again = cli(['install'], home);
+  assert.equal(again.status, 0, 'installing again over the shim is fine');
+  assert.match(again.stderr, /is the shim already; nothing changed/);
+  assert.equal(readFileSync(target, 'utf8'), shim);
   assert.equal(readFileSync(`${target}.orig`, 'utf8'), ORIGINAL, 'and keeps the first original');
+  assert.equal(statSync(`${target}.orig`).mode & 0o777, 0o711, 'the original is the same file, mode and all');
 
   const removed = cli(['uninstall'], home);
   assert.equal(removed.status, 0, removed.stderr);
@@ -81,4 +97,111 @@ test('a compile cache directory others can write is refused; a private one goes 
   mkdirSync(closed, { mode: 0o700 });
   assert.equal(cli(['install', '--cache', closed], home).status, 0);
   assert.ok(readFileSync(target, 'utf8').includes(`NODE_COMPILE_CACHE='${closed}'; export NODE_COMPILE_CACHE`));
+});
+
+/** Every file under the qmail home with its mode and bytes: "left as it was" is this, unchanged. */
+function snapshot(home: string): string[] {
+  return readdirSync(home, { recursive: true, encoding: 'utf8' }).sort().map((name) => {
+    const path = join(home, name);
+    const st = statSync(path);
+    return `${name} ${(st.mode & 0o7777).toString(8)} ${st.isFile() ? readFileSync(path, 'latin1') : '(dir)'}`;
+  });
+}
+
+/** A refusal: non-zero, nothing on stdout, one line on stderr, saying `what`. */
+function assertRefused(result: ReturnType<typeof cli>, what: RegExp): void {
+  assert.notEqual(result.status, 0);
+  assert.equal(result.stdout, '');
+  assert.match(result.stderr, /^qmail-remote-dkim install: [^\n]+\n$/);
+  assert.match(result.stderr, what);
+}
+
+test('a qmail home without bin/qmail-remote: refused, nothing written', () => {
+  const home = scratch();
+  mkdirSync(join(home, 'bin'));
+  assertRefused(cli(['install'], home), /bin\/qmail-remote does not exist: set QMAILHOME/);
+  assert.deepEqual(snapshot(home), ['bin 755 (dir)']);
+});
+
+test('an existing qmail-remote.orig that differs: refused, both kept; the same bytes: taken as the original', () => {
+  const { home, target } = scratchHome();
+  writeFileSync(`${target}.orig`, '#!/bin/sh\necho an older original\n');
+  const before = snapshot(home);
+  assertRefused(cli(['install'], home), /qmail-remote\.orig exists and differs from .*: move one of them away/);
+  assert.deepEqual(snapshot(home), before);
+
+  writeFileSync(`${target}.orig`, ORIGINAL);
+  assert.equal(cli(['install'], home).status, 0);
+  assert.ok(readFileSync(target, 'utf8').includes('qmail-remote-dkim shim'));
+  assert.equal(cli(['uninstall'], home).status, 0);
+  assert.equal(readFileSync(target, 'utf8'), ORIGINAL);
+});
+
+test('as a user who cannot write to bin/: refused with what to do, nothing changed', (t) => {
+  const { home } = scratchHome();
+  chmodSync(join(home, 'bin'), 0o555);
+  const before = snapshot(home);
+  // Root writes anywhere: drop every capability (setpriv) so that the mode applies to it too.
+  const asRoot = process.getuid?.() === 0;
+  const env = { ...process.env, QMAILHOME: home };
+  const result = asRoot
+    ? spawnSync('setpriv', ['--bounding-set', '-all', '--inh-caps', '-all', '--', process.execPath, CLI, 'install'], { env, encoding: 'utf8' })
+    : cli(['install'], home);
+  if (asRoot && result.error) return t.skip('setpriv is not available');
+  assertRefused(result, /cannot write in .*\/bin \(EACCES\): run this as root/);
+  assert.deepEqual(snapshot(home), before);
+});
+
+test('on a read-only file system: refused with what to do, nothing changed', (t) => {
+  const { home } = scratchHome();
+  const before = snapshot(home);
+  // A read-only bind mount of the scratch home, in a mount namespace of its own: the host's
+  // mounts are not touched. Needs the right to make one (root in most containers).
+  const script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"';
+  const probe = spawnSync('unshare', ['-m', 'sh', '-c', script, 'sh', home, 'true']);
+  if (probe.status !== 0) return t.skip('cannot make a read-only mount here');
+  const result = spawnSync('unshare', ['-m', 'sh', '-c', script, 'sh', home, process.execPath, CLI, 'install'], {
+    env: { ...process.env, QMAILHOME: home }, encoding: 'utf8',
+  });
+  assertRefused(result, /is on a read-only file system: remount it read-write/);
+  assert.deepEqual(snapshot(home), before);
+});
+
+test('a shim whose Node is older than 22.19 (replaced after install) reports Z, and qmail-remote itself too', () => {
+  const { home, target } = scratchHome();
+  // A Node that says 24 when install asks, then runs as 22.18: the real one with its version
+  // changed before any program code runs.
+  const preload = join(home, 'old-node.cjs');
+  writeFileSync(preload, "Object.defineProperty(process.versions, 'node', { value: '22.18.0' });\nObject.defineProperty(process, 'version', { value: 'v22.18.0' });\n");
+  const node = join(home, 'node');
+  writeFileSync(node, `#!/bin/sh\n[ "$1" = --version ] && { echo v24.0.0; exit 0; }\nexec '${process.execPath}' --require '${preload}' "$@"\n`, { mode: 0o755 });
+  assert.equal(cli(['install', '--node', node], home).status, 0);
+  const run = spawnSync(target, ['example.net', 'a@example.com', 'b@example.net'], { env: { PATH: '/usr/bin:/bin' }, input: 'Subject: x\n\nx\n' });
+  assert.equal(run.status, 0);
+  assert.equal(run.stdout.toString('latin1'), 'Zqmail-remote-dkim: Node v22.18.0 is too old, 22.19 or newer is required; mail stays queued. (#4.3.0)\n\0');
+  assert.equal(run.stderr.length, 0);
+
+  // 22.19 itself is new enough: the program runs (and reports its usage error for one argument).
+  writeFileSync(preload, "Object.defineProperty(process.versions, 'node', { value: '22.19.0' });\n");
+  const ok = spawnSync(target, ['only-host'], { env: { PATH: '/usr/bin:/bin' }, input: '' });
+  assert.equal(ok.stdout.toString('latin1'), 'DI (qmail-remote) was invoked improperly. (#5.3.5)\n\0');
+});
+
+test('the admin commands on a Node older than 22.19 say what to do, exit 111', () => {
+  const dir = scratch();
+  const preload = join(dir, 'old-node.cjs');
+  writeFileSync(preload, "Object.defineProperty(process.versions, 'node', { value: '18.19.0' });\nObject.defineProperty(process, 'version', { value: 'v18.19.0' });\n");
+  for (const name of ['qmail-remote-dkim', 'dknewkey']) {
+    const bin = fileURLToPath(new URL(`../../bin/${name}`, import.meta.url));
+    const result = spawnSync(process.execPath, ['--require', preload, bin, '--help'], { cwd: dir, encoding: 'utf8' });
+    assert.equal(result.status, 111, name);
+    assert.equal(result.stdout, '');
+    assert.equal(result.stderr, `${name}: Node v18.19.0 is too old, 22.19 or newer is required; put a newer node first in PATH (see docs/install.md)\n`);
+  }
+});
+
+test('the Node required is package.json\'s engines', async () => {
+  const { MIN_NODE } = await import('../../src/install/shim.ts');
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { engines: { node: string } };
+  assert.equal(pkg.engines.node, `>=${MIN_NODE.join('.')}.0`);
 });
