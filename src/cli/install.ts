@@ -30,8 +30,9 @@ export function installCommand(args: InstallArgs): number {
     return EXIT_USAGE;
   }
   try {
-    const target = args.to ?? defaultTarget(qmailHome());
-    const plan = { target, node, program: PROGRAM, cacheDir: args.cache ?? '', replacing: args.to === undefined };
+    const home = resolve(qmailHome());
+    const target = args.to ?? defaultTarget(home);
+    const plan = { target, node, program: PROGRAM, cacheDir: args.cache ?? '', qmailHome: home, replacing: args.to === undefined };
     for (const line of install(plan)) say(line);
     return EXIT_OK;
   } catch (error) {

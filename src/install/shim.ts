@@ -24,6 +24,11 @@ export interface InstallPlan {
   readonly program: string;
   /** Node's compile cache for the qmailr user; empty for none. */
   readonly cacheDir: string;
+  /**
+   * qmail's home as the administrator named it: qmail has its home compiled in and passes no
+   * QMAILHOME, so the shim carries it for the control files (unless the rc script sets one).
+   */
+  readonly qmailHome: string;
   /** Refuse when there is no qmail-remote to replace (not for a shim of its own, for $QMAILREMOTE). */
   readonly replacing: boolean;
 }
@@ -31,7 +36,7 @@ export interface InstallPlan {
 /** Why an install or uninstall changed nothing, in one line that says what to do. */
 export class InstallError extends Error {}
 
-export function shimText(plan: Pick<InstallPlan, 'node' | 'program' | 'cacheDir'>): string {
+export function shimText(plan: Pick<InstallPlan, 'node' | 'program' | 'cacheDir' | 'qmailHome'>): string {
   const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
   const missing = (what: string): string =>
     `printf 'Zqmail-remote-dkim: ${what} is missing; mail stays queued. (#4.3.0)\\n\\0'; exit 0`;
@@ -40,6 +45,7 @@ export function shimText(plan: Pick<InstallPlan, 'node' | 'program' | 'cacheDir'
     `${SHIM_MARK}: written by \`qmail-remote-dkim install\`; the original is qmail-remote.orig.`,
     `[ -x ${q(plan.node)} ] || { ${missing('node')}; }`,
     `[ -r ${q(plan.program)} ] || { ${missing('the program')}; }`,
+    `[ -n "$QMAILHOME" ] || QMAILHOME=${q(plan.qmailHome)}; export QMAILHOME`,
     ...(plan.cacheDir ? [`NODE_COMPILE_CACHE=${q(plan.cacheDir)}; export NODE_COMPILE_CACHE`] : []),
     `exec ${q(plan.node)} --no-warnings ${q(plan.program)} "$@"`,
     '',

@@ -44,6 +44,8 @@ test('install keeps the original, writes a shim that runs qmail-remote, uninstal
   assert.match(shim, /^#!\/bin\/sh\n/);
   assert.ok(shim.includes(`exec '${process.execPath}' --no-warnings '${PROGRAM}' "$@"`), shim);
   assert.equal(statSync(target).mode & 0o777, 0o755);
+  // qmail passes no QMAILHOME: the shim carries the home it was installed into.
+  assert.ok(shim.includes(`[ -n "$QMAILHOME" ] || QMAILHOME='${home}'; export QMAILHOME\n`), shim);
 
   // The shim as qmail-rspawn runs it: too few arguments is qmail's usage report, exit 0.
   const run = spawnSync(target, ['only-host'], { env: { PATH: '/usr/bin:/bin' }, input: '' });
