@@ -31,8 +31,9 @@ export function installCommand(args: InstallArgs): number {
   }
   try {
     const home = resolve(qmailHome());
-    const target = args.to ?? defaultTarget(home);
-    const plan = { target, node, program: PROGRAM, cacheDir: args.cache ?? '', qmailHome: home, replacing: args.to === undefined };
+    const target = args.to !== undefined ? resolve(args.to) : defaultTarget(home);
+    const cacheDir = args.cache ? resolve(args.cache) : '';
+    const plan = { target, node, program: PROGRAM, cacheDir, qmailHome: home, replacing: args.to === undefined };
     for (const line of install(plan)) say(line);
     return EXIT_OK;
   } catch (error) {
