@@ -42,6 +42,10 @@ export function mapDkimResult(row: DkimSignatureResult): Mapped {
   if (!SELECTOR.test(s)) return entry('G', 'permerror', 'selector is not a valid name');
   if (warnings.includes('invalid-v')) return entry('R', 'permerror', 'incompatible version');
   if (warnings.includes('identity-domain')) return entry('H', 'permerror', 'i= does not match d= or the key');
+  if (row.canonBodyLengthLimited && (row.canonBodyLengthLimit ?? 0) > (row.canonBodyLengthTotal ?? 0)) {
+    // mailauth hashes the whole body then; dkimpy and RFC 6376 §6.1.3 call it a failure.
+    return entry('P', 'fail', 'l= is longer than the body');
+  }
   switch (status.result) {
     case 'pass':
       return entry('A', 'pass', status.testing ? 'test mode' : undefined);

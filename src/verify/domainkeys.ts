@@ -81,7 +81,9 @@ export class DomainKeysCheck {
       this.done = result('G', 'permerror', syntax, names);
       return;
     }
-    const sender = senderOf(head);
+    // Only what the signature could cover counts: fields above it were added later (a
+    // list's Sender:, our own Received:) and are not the signer's (Mail::DKIM reads it so).
+    const sender = senderOf(head.fields.slice(at + 1));
     if ('error' in sender) {
       this.done = result(sender.letter, 'permerror', sender.error, names);
       return;
@@ -173,9 +175,9 @@ type Sender =
   | { error: string; letter: DkLetter };
 
 /** The sending address: Sender: if present, else From:; each at most once (libdomainkeys). */
-function senderOf(head: Head): Sender {
-  const senders = head.fields.filter((field) => field.key === 'sender');
-  const froms = head.fields.filter((field) => field.key === 'from');
+function senderOf(fields: readonly HeaderField[]): Sender {
+  const senders = fields.filter((field) => field.key === 'sender');
+  const froms = fields.filter((field) => field.key === 'from');
   if (senders.length > 1) return { error: 'more than one Sender: header', letter: 'G' };
   if (froms.length > 1) return { error: 'more than one From: header', letter: 'G' };
   const field = senders[0] ?? froms[0];

@@ -24,6 +24,9 @@ export interface DkimSignatureResult {
   signature?: string;
   algo?: string;
   rr?: string;
+  canonBodyLengthLimited?: boolean;
+  canonBodyLengthLimit?: number;
+  canonBodyLengthTotal?: number;
   status: AuthStatus;
 }
 

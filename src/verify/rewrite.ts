@@ -74,6 +74,7 @@ export function* rewritten(raw: Iterable<Buffer>, field: Buffer, authservId: str
       if (out.length > 0) yield Buffer.concat(out);
     } else {
       out.push(Buffer.from(rest));
+      partial = Buffer.alloc(0);
       yield Buffer.concat(out);
     }
   }
