@@ -8,6 +8,7 @@ import { DomainKeysCheck, type DkResult, type KeyAnswer } from './domainkeys.ts'
 import { dkimEntries, type DkimEntry } from './dkim-results.ts';
 import { runMailauth, type AuthStatus, type MailauthResults } from './mailauth-checks.ts';
 import type { Results } from './auth-results.ts';
+import type { DkimLetter } from './letters.ts';
 
 export interface CheckSettings {
   readonly authservId: string;
@@ -35,11 +36,13 @@ export async function checkMessage(source: MessageSource, settings: CheckSetting
       helo: settings.ip ? heloFrom(head, settings.ip) : null,
       authservId: settings.authservId,
       resolver: (name, type) => settings.resolver.resolve(name, type),
-    });
+    }).catch((error: unknown) => new MailauthFailure(error));
     const [dkOut, authOut] = await Promise.all([Promise.race([dkResult, deadline]), Promise.race([mailauth, deadline])]);
     return {
       dk: dkOut === TIMED_OUT ? { ...dk.partial(), letter: 'F', result: 'temperror', comment: 'verification deadline passed' } : dkOut,
-      ...(authOut === TIMED_OUT ? timedOut(head) : { ...authOut, dkim: dkimEntries(head, authOut.dkim) }),
+      ...(authOut === TIMED_OUT ? unchecked(head, 'K', 'temperror', 'verification deadline passed')
+        : authOut instanceof MailauthFailure ? unchecked(head, 'B', 'permerror', authOut.reason)
+          : { ...authOut, dkim: dkimEntries(head, authOut.dkim) }),
     };
   } finally {
     clearTimeout(timer);
@@ -98,16 +101,28 @@ function heloFrom(head: Head, ip: string): string | null {
   return helo === '' || helo === 'unknown' ? null : helo;
 }
 
+/**
+ * mailauth threw (a message it cannot parse): unrecoverable for this message, so a permerror
+ * (DKIM letter B), not a temporary failure that would have the sender retry the same bytes
+ * until its queue lifetime ends.
+ */
+class MailauthFailure {
+  readonly reason: string;
+  constructor(error: unknown) {
+    this.reason = `verifier error: ${error instanceof Error ? error.message : String(error)}`;
+  }
+}
+
 function oversize(): MailauthResults {
   const why: AuthStatus = { result: 'permerror', comment: 'header section too large to check' };
   return { dkim: [], spf: why, dmarc: why, arc: why };
 }
 
-function timedOut(head: Head): { dkim: DkimEntry[]; spf: AuthStatus; dmarc: AuthStatus; arc: AuthStatus } {
-  const why = 'verification deadline passed';
+/** Every result the same, for checks that did not finish: each DKIM signature gets `letter`. */
+function unchecked(head: Head, letter: DkimLetter, result: string, why: string): Omit<Results, 'dk'> {
   const dkim = dkimEntries(head, []).map((entry): DkimEntry =>
-    entry.letter === 'N' ? entry : { ...entry, letter: 'K', result: 'temperror', comment: why });
-  const status: AuthStatus = { result: 'temperror', comment: why };
+    entry.letter === 'N' ? entry : { ...entry, letter, result, comment: why });
+  const status: AuthStatus = { result, comment: why };
   return { dkim, spf: status, dmarc: status, arc: status };
 }
 

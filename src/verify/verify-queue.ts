@@ -3,7 +3,7 @@
 // unchanged envelope to the next program and exit with its status.
 import { readSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { openMessage, type MessageSource } from '../mail/message.ts';
+import { MessageReadError, openMessage, type MessageSource } from '../mail/message.ts';
 import { controlDir, readControlLine } from '../common/control.ts';
 import { makeResolver, serverList } from '../common/dns.ts';
 import { OUTCOMES, VerifyFailure } from './outcomes.ts';
@@ -28,7 +28,9 @@ export async function verifyAndQueue(next: string, env: NodeJS.ProcessEnv): Prom
   const source = await readMessage();
   try {
     const envelope = parseEnvelope(readEnvelope());
-    const results = await checkMessage(source, { ...settings, sender: envelope.sender });
+    const results = await checkMessage(source, { ...settings, sender: envelope.sender }).catch((error: unknown) => {
+      throw error instanceof MessageReadError ? new VerifyFailure('READ_ERROR', 'cannot read the message', { cause: error }) : error;
+    });
     const decision = decide(policy, results.dk.letter, messageDkimLetter(results.dkim));
     if (decision === 'reject') return OUTCOMES.REJECTED.status;
     if (decision === 'defer') return OUTCOMES.DEFERRED.status;
