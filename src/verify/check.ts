@@ -30,7 +30,7 @@ export async function checkMessage(source: MessageSource, settings: CheckSetting
   try {
     const dkResult = dk.done ? Promise.resolve(dk.done) : lookupKey(settings.resolver, dk.keyName).then((answer) => dk.finish(answer));
     const mailauth = head.oversize ? Promise.resolve(oversize()) : runMailauth({
-      chunks: () => copies(normalised(source)),
+      chunks: () => (head.hasSeparator ? copies(normalised(source)) : [Buffer.concat(head.fields.map((field) => field.raw))]),
       sender: settings.sender,
       ip: settings.ip,
       helo: settings.ip ? heloFrom(head, settings.ip) : null,
@@ -48,6 +48,13 @@ export async function checkMessage(source: MessageSource, settings: CheckSetting
     clearTimeout(timer);
   }
 }
+
+/*
+ * mailauth keeps everything before the first empty line in memory and scans it byte by byte.
+ * A message without one (hostile, or a body that starts without the separator) would be
+ * read whole that way: it is given only the header fields, which is what the rest of the
+ * message reads as anyway, a head with an empty body.
+ */
 
 /** Reads the head and feeds the body to the DomainKeys check, in one synchronous pass. */
 function domainKeysPass(source: MessageSource): { head: Head; dk: DomainKeysCheck } {

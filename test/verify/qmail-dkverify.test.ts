@@ -266,6 +266,15 @@ test('hostile input: 10,000 header fields and a 1 MB header line', async () => {
   assert.ok(result.queued?.message.subarray(-message.length).equals(message));
 });
 
+test('hostile input: a big message with no empty line after the head is checked and passed on whole', async () => {
+  const lines = `${'z'.repeat(76)}\n`.repeat(40000);
+  const message = Buffer.from(`${asReceived(MESSAGE).toString('latin1').replace('\n\n', '\n')}${lines}`, 'latin1');
+  const result = await run(message, { env: { DKVERIFY: '' } });
+  assert.equal(result.status, 0);
+  assert.ok(result.queued?.message.subarray(-message.length).equals(message));
+  assert.match(addedField(result), /dkim=none/);
+});
+
 test('hostile input: a DomainKey-Signature that is not a tag list, and a broken DKIM-Signature', async () => {
   const message = Buffer.from(`DomainKey-Signature: garbage\nDKIM-Signature: ;;;=\n${asReceived(MESSAGE).toString('latin1')}`, 'latin1');
   await expectLetters(message, 'G', 'C');
