@@ -367,7 +367,7 @@ test('SPF fails for a client outside the record; the HELO from the Received line
 // --- the qmail-queue contract -----------------------------------------------------------
 
 test("the next program's exit status is ours, for every qmail-queue status", async () => {
-  for (const status of [0, 11, 31, 51, 53, 54, 55, 71, 74, 81, 91]) {
+  for (const status of [0, 11, 31, 51, 52, 53, 54, 55, 56, 61, 62, 63, 64, 65, 66, 71, 72, 73, 74, 75, 81, 91]) {
     for (const env of [{ DKVERIFY: '' }, {}] as Record<string, string>[]) {
       const result = await run(asReceived(MESSAGE), { env, queueExit: status });
       assert.equal(result.status, status, `next program exit ${status}, ${JSON.stringify(env)}`);
