@@ -1,0 +1,92 @@
+// `node bench/dkverify.ts` (after `npm run build`): start-up and peak RSS of bin/qmail-dkverify,
+// run as qmail-smtpd runs it (message on fd 0, envelope on a pipe as fd 1, the next program a
+// shell script that reads both and exits 0), against `node -e 0` on the same Node and a
+// minimal script calling mailauth's authenticate(). Keys and SPF records come from a dnsmasq
+// on loopback. `--quick` is a smoke test. Markdown to stdout, progress to stderr.
+import { chmodSync, mkdtempSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startDns } from '../test/helpers/dnsmasq.ts';
+import { makeRsaKey } from '../test/helpers/keys.ts';
+import { mailauthSign } from '../test/verify/signers.ts';
+import { asReceived } from '../test/verify/harness.ts';
+import { HAS_GNU_TIME, interleave, runOnce, stats, type Command } from './measure.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = join(ROOT, 'bin', 'qmail-dkverify');
+const QUICK = process.argv.includes('--quick');
+const ROUNDS = QUICK ? 3 : 20;
+const BIG_MIB = QUICK ? 10 : 100;
+
+const dir = mkdtempSync(join(tmpdir(), 'bench-dkverify-'));
+const rsa = makeRsaKey(2048);
+const dns = await startDns({
+  txt: [
+    { name: 'default._domainkey.example.com', text: rsa.txt },
+    { name: 'example.com', text: 'v=spf1 ip4:192.0.2.1 -all' },
+  ],
+});
+try {
+  writeFileSync(join(dir, 'me'), 'mx.example.net\n');
+  writeFileSync(join(dir, 'envelope'), 'Fuser@example.com\0Trcpt@example.net\0\0');
+  writeFileSync(join(dir, 'queue'), '#!/bin/sh\ncat >/dev/null; cat <&1 >/dev/null; exit 0\n');
+  chmodSync(join(dir, 'queue'), 0o755);
+  const body = 'Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\r\n'.repeat(24);
+  const message = Buffer.from(`From: User <user@example.com>\r\nTo: rcpt@example.net\r\nSubject: bench\r\nMessage-ID: <b@example.com>\r\n\r\n${body}`);
+  const small = join(dir, 'small.eml');
+  writeFileSync(small, asReceived(await mailauthSign(message, { selector: 'default', key: rsa })));
+  const big = join(dir, 'big.eml');
+  writeBig(big, asReceived(message), BIG_MIB);
+  writeFileSync(join(dir, 'authenticate.cjs'), `
+const { authenticate } = require(${JSON.stringify(join(ROOT, 'node_modules', 'mailauth'))});
+const { Resolver } = require('node:dns').promises;
+const r = new Resolver(); r.setServers([process.env.DNS]);
+authenticate(process.stdin, { sender: 'user@example.com', ip: '192.0.2.1', helo: 'client.example.com', mta: 'mx.example.net',
+  resolver: (n, t) => r.resolve(n, t) }).then((res) => { process.exitCode = res.headers ? 0 : 1; });
+`);
+  const env = { CONTROLDIR: dir, QMAILHOME: dir, DKQUEUE: join(dir, 'queue'), DKVERIFY_DNS: dns.server, TCPREMOTEIP: '192.0.2.1' };
+  // The envelope reaches fd 1 through a pipe, as from qmail-smtpd.
+  const dkverify = (label: string, stdin: string, extra: NodeJS.ProcessEnv): Command => ({
+    label, file: '/bin/sh', args: ['-c', `cat "${join(dir, 'envelope')}" | "${process.execPath}" "${BIN}" 1<&0 0<&3`, 'sh'],
+    env: { ...env, ...extra }, stdin,
+  });
+  // fd 0 of the shell is the message; it is moved to fd 3 for the inner command.
+  const wrap = (command: Command): Command => ({ ...command, args: ['-c', `exec 3<&0; ${command.args[1] as string}`, 'sh'] });
+  const commands: Command[] = [
+    { label: 'node -e 0', file: process.execPath, args: ['-e', '0'] },
+    wrap(dkverify('qmail-dkverify, DKVERIFY unset (pass-through)', small, {})),
+    wrap(dkverify('qmail-dkverify, DKVERIFY="" (verify)', small, { DKVERIFY: '' })),
+    { label: 'mailauth authenticate(), minimal script', file: process.execPath, args: [join(dir, 'authenticate.cjs')], stdin: small, env: { DNS: dns.server } },
+  ];
+  process.stderr.write(`bench: start-up, ${ROUNDS} rounds\n`);
+  const samples = await interleave(commands, ROUNDS, { rusage: true });
+  const lines = ['| 2 KiB message, one DKIM signature | median ms | min ms | peak RSS MiB |', '| --- | ---: | ---: | ---: |'];
+  for (const command of commands) {
+    const runs = samples.get(command.label) ?? [];
+    const wall = stats(runs.map((s) => s.ms));
+    const rss = HAS_GNU_TIME ? stats(runs.map((s) => (s.maxRssKiB ?? 0) / 1024)).median.toFixed(0) : '–';
+    lines.push(`| ${command.label} | ${wall.median.toFixed(0)} | ${wall.min.toFixed(0)} | ${rss} |`);
+  }
+  process.stderr.write(`bench: ${BIG_MIB} MiB message\n`);
+  const bigRun = await runOnce(wrap(dkverify('big', big, { DKVERIFY: '' })), { rusage: true });
+  lines.push('', `| ${BIG_MIB} MiB message, DKVERIFY="" | ms | peak RSS MiB |`, '| --- | ---: | ---: |');
+  lines.push(`| qmail-dkverify | ${bigRun.ms.toFixed(0)} | ${((bigRun.maxRssKiB ?? 0) / 1024).toFixed(0)} |`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+} finally {
+  await dns.stop();
+}
+
+/** A message of `mib` MiB: the head given, then 77-byte lines. */
+function writeBig(path: string, head: Buffer, mib: number): void {
+  const fd = openSync(path, 'w');
+  try {
+    const end = head.indexOf('\n\n');
+    if (end === -1) throw new Error('no end of head');
+    writeSync(fd, head.subarray(0, end + 2));
+    const block = Buffer.from(`${'x'.repeat(76)}\n`.repeat(13618));
+    for (let written = 0; written < mib << 20; written += block.length) writeSync(fd, block);
+  } finally {
+    closeSync(fd);
+  }
+}

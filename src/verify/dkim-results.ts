@@ -1,0 +1,147 @@
+// mailauth's DKIM results as DKVERIFY letters and RFC 8601 results, one per DKIM-Signature in
+// header order. mailauth (lenient mode) leaves out of its results the signatures it cannot
+// process at all (unknown a= or c=, no d= or s=); those are found here from the header
+// fields themselves and reported as permerror, so that a signature never silently vanishes.
+import { fieldValue, type Head } from '../mail/header.ts';
+import type { DkimLetter } from './letters.ts';
+import type { DkimSignatureResult } from './mailauth-checks.ts';
+import { parseTags } from './tags.ts';
+
+export interface DkimEntry {
+  readonly letter: DkimLetter;
+  readonly result: string;
+  readonly comment?: string;
+  readonly d?: string;
+  readonly s?: string;
+  readonly a?: string;
+  /** The first 8 characters of b=, as RFC 6008 header.b. */
+  readonly b?: string;
+}
+
+const SELECTOR = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*$/;
+
+interface Mapped {
+  letter: DkimLetter;
+  result: string;
+  comment?: string;
+}
+
+const entry = (letter: DkimLetter, result: string, comment?: string): Mapped => ({ letter, result, ...(comment ? { comment } : {}) });
+
+/** One mailauth result as a letter and an RFC 8601 result (the table in docs/verify.md). */
+export function mapDkimResult(row: DkimSignatureResult): Mapped {
+  const status = row.status;
+  const comment = typeof status.comment === 'string' ? status.comment : '';
+  const warnings = status.warnings ?? [];
+  const d = row.signingDomain ?? '';
+  const s = row.selector ?? '';
+  if (status.result === 'none') return entry('N', 'none', comment || 'message not signed');
+  if (`${s}._domainkey.${d}`.length > 253 || d.split('.').some((label) => label.length > 63)) {
+    return entry('J', 'permerror', 'domain too long');
+  }
+  if (!SELECTOR.test(s)) return entry('G', 'permerror', 'selector is not a valid name');
+  if (warnings.includes('invalid-v')) return entry('R', 'permerror', 'incompatible version');
+  if (warnings.includes('identity-domain')) return entry('H', 'permerror', 'i= does not match d= or the key');
+  if (row.canonBodyLengthLimited && (row.canonBodyLengthLimit ?? 0) > (row.canonBodyLengthTotal ?? 0)) {
+    // mailauth hashes the whole body then; dkimpy and RFC 6376 §6.1.3 call it a failure.
+    return entry('P', 'fail', 'l= is longer than the body');
+  }
+  switch (status.result) {
+    case 'pass':
+      return entry('A', 'pass', status.testing ? 'test mode' : undefined);
+    case 'fail':
+      if (comment === 'body hash did not verify') return entry('P', 'fail', comment);
+      return status.testing ? entry('E', 'fail', 'bad signature, test mode') : entry('D', 'fail', 'bad signature');
+    case 'temperror':
+      return entry('K', 'temperror', comment || 'key lookup failed');
+    case 'policy':
+      return entry('M', 'policy', comment || 'key too weak');
+    default:
+      return mapNeutral(comment, row);
+  }
+}
+
+function mapNeutral(comment: string, row: DkimSignatureResult): Mapped {
+  switch (comment) {
+    case 'body hash did not verify':
+      // mailauth's lenient mode says neutral; OpenDKIM, Exim and rspamd say fail.
+      return entry('P', 'fail', comment);
+    case 'expired':
+    case 'invalid expiration':
+      return entry('F', 'neutral', comment === 'expired' ? 'signature expired' : comment);
+    case 'no key':
+      return entry('L', 'permerror', 'no key for signature');
+    case 'invalid public key':
+      return revoked(row.rr) ? entry('I', 'permerror', 'key revoked') : entry('M', 'permerror', comment);
+    case 'unknown key type':
+      return entry('M', 'permerror', comment);
+    case 'unknown key version':
+    case 'key not for email':
+      return entry('G', 'permerror', comment);
+    case 'inappropriate hash algorithm':
+    case 'inappropriate key algorithm':
+      return entry('Q', 'permerror', comment);
+    case 'incompatible version':
+      return entry('R', 'permerror', comment);
+    case 'domain mismatch':
+      return entry('H', 'permerror', comment);
+    case 'signature syntax error':
+    case 'signature missing required tag':
+    case 'From field not signed':
+    case 'unsupported query method':
+      return entry('C', 'permerror', comment);
+    default:
+      // What the crypto library threw (a key of another type than a=, say).
+      return entry('B', 'permerror', comment || 'signature could not be checked');
+  }
+}
+
+/** A key record whose p= is empty: the key was revoked (RFC 6376 §3.6.1). */
+function revoked(rr: string | undefined): boolean {
+  if (!rr) return false;
+  const p = /(?:^|;)\s*p=([^;]*)/.exec(rr);
+  return p !== null && (p[1] ?? '').trim() === '';
+}
+
+/** Every DKIM-Signature of the head, in order, with mailauth's result where it gave one. */
+export function dkimEntries(head: Head, rows: readonly DkimSignatureResult[]): DkimEntry[] {
+  const signed = rows.filter((row) => row.status.result !== 'none');
+  const pending = [...signed];
+  const entries: DkimEntry[] = [];
+  for (const field of head.fields) {
+    if (field.key !== 'dkim-signature') continue;
+    const tags = parseTags(fieldValue(field).toString('latin1'));
+    const b = (tags?.get('b') ?? '').replace(/[ \t\r\n]+/g, '');
+    const names = { d: tags?.get('d') ?? '', s: tags?.get('s') ?? '', a: tags?.get('a') ?? '', b: b.slice(0, 8) };
+    const at = pending.findIndex((row) => (row.signature ?? '').replace(/[ \t\r\n]+/g, '') === b && (row.signingDomain ?? '') === names.d);
+    if (at === -1) {
+      entries.push({ ...names, ...skipped(tags) });
+      continue;
+    }
+    const [row] = pending.splice(at, 1);
+    entries.push({ ...names, ...mapDkimResult(row as DkimSignatureResult) });
+  }
+  // Anything mailauth reported that was not matched (it should not happen): still reported.
+  for (const row of pending) {
+    entries.push({ d: row.signingDomain ?? '', s: row.selector ?? '', a: row.algo ?? '', b: (row.signature ?? '').slice(0, 8), ...mapDkimResult(row) });
+  }
+  if (entries.length === 0) entries.push({ letter: 'N', result: 'none', comment: 'message not signed' });
+  return entries;
+}
+
+/** Why mailauth skipped a signature, as it would say in its strict mode. */
+function skipped(tags: ReadonlyMap<string, string> | null): Mapped {
+  if (!tags) return entry('C', 'permerror', 'signature syntax error');
+  const a = (tags.get('a') ?? '').toLowerCase();
+  if (!['rsa-sha256', 'rsa-sha1', 'ed25519-sha256'].includes(a)) return entry('C', 'permerror', 'unknown algorithm');
+  const c = (tags.get('c') ?? 'simple/simple').toLowerCase().split('/');
+  if (!c.every((part) => part === 'simple' || part === 'relaxed')) return entry('C', 'permerror', 'unknown canonicalization');
+  if (!tags.get('d') || !tags.get('s')) return entry('C', 'permerror', 'signature missing required tag');
+  return entry('C', 'permerror', 'signature could not be processed');
+}
+
+/** The message's DKIM letter: A if any signature passes, else that of the topmost one. */
+export function messageDkimLetter(entries: readonly DkimEntry[]): DkimLetter {
+  if (entries.some((e) => e.letter === 'A')) return 'A';
+  return entries[0]?.letter ?? 'N';
+}
