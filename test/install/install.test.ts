@@ -209,3 +209,14 @@ test('the Node required is package.json\'s engines', async () => {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { engines: { node: string } };
   assert.equal(pkg.engines.node, `>=${MIN_NODE.join('.')}.0`);
 });
+
+test('qmail-dkverify on a Node older than 22.19 exits 81 (a temporary 451), silently', () => {
+  const dir = scratch();
+  const preload = join(dir, 'old-node.cjs');
+  writeFileSync(preload, "Object.defineProperty(process.versions, 'node', { value: '22.18.0' });\n");
+  const bin = fileURLToPath(new URL('../../bin/qmail-dkverify', import.meta.url));
+  const result = spawnSync(process.execPath, ['--require', preload, bin], { cwd: dir, input: 'Subject: x\n\nx\n', encoding: 'utf8' });
+  assert.equal(result.status, 81);
+  assert.equal(result.stdout, '');
+  assert.equal(result.stderr, '');
+});
