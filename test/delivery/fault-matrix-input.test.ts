@@ -323,6 +323,10 @@ test('hostile From: domains open no path outside the key root', async (t) => {
     for (const path of underWork) assert.ok(path.startsWith(`${keyRoot}/`), `${JSON.stringify(domain)} opened ${path}`);
     assert.ok(!opened.some((path) => path.includes('canary') || path.includes('dir.example.com')), JSON.stringify(domain));
   }
+  // The same trace of an ordinary sender shows its key being opened: the check above can fail.
+  const trace = join(work, `trace-${controls++}`);
+  expectOutcome(await deliver(control(), { prefix: ['/usr/bin/strace', '-f', '-qq', '-e', 'trace=open,openat,openat2', '-o', trace] }), K);
+  assert.match(readFileSync(trace, 'latin1'), new RegExp(`open(at2?)?\\((AT_FDCWD, )?"${keyRoot}/example\\.com/default"`));
 });
 
 // ---- many at once --------------------------------------------------------------------------
