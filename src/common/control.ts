@@ -2,9 +2,17 @@
 // CONTROLDIR (absolute, or relative to QMAILHOME) says otherwise; both are set in the qmail rc
 // script, the only environment qmail-rspawn passes on. A file that is absent takes its default;
 // one that exists but cannot be read is an error, never a silent default (control.c).
-import { readFileSync } from 'node:fs';
+// "Cannot be read" includes what stock qmail would hang on or choke on: a FIFO, a device, a
+// file over MAX_CONTROL_BYTES (see read-bounded.ts).
 import { isAbsolute, join } from 'node:path';
 import { failure, fail, ok, type Result } from './failures.ts';
+import { readBounded } from './read-bounded.ts';
+
+/**
+ * The largest control file read: far beyond any real one (an smtproutes of ten thousand
+ * routes is about 400 KB), small enough that reading it costs nothing.
+ */
+export const MAX_CONTROL_BYTES = 1 << 20;
 
 export const DEFAULT_QMAILHOME = '/var/qmail';
 
@@ -22,7 +30,7 @@ export function controlDir(env: NodeJS.ProcessEnv = process.env): string {
 /** The file's bytes, null when it does not exist, or an error for anything else. */
 export function readControl(dir: string, name: string): Result<string | null> {
   try {
-    return ok(readFileSync(join(dir, name), 'latin1'));
+    return ok(readBounded(join(dir, name), MAX_CONTROL_BYTES).toString('latin1'));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return ok(null);

@@ -4,6 +4,13 @@
 //   /path/to/file          append to that file
 //   syslog[:host[:port]]   RFC 3164 datagrams over UDP (default 127.0.0.1:514, facility mail)
 // winston is loaded only when logging is on: it costs tens of milliseconds to load.
+//
+// A log target must never hold the delivery: the file is opened here, without waiting
+// (O_NONBLOCK: a FIFO with no reader fails at once with ENXIO), and used only if it is a
+// regular file; its directory must exist (a missing one is not created: a typo in dklog should
+// not make directories as the qmailr user). Any of these failures drops the line; the report
+// was written before, and the process ends within a bound whatever the log does.
+import { closeSync, constants, createWriteStream, fstatSync, openSync } from 'node:fs';
 import { readControlLine } from '../common/control.ts';
 
 // How long a delivery waits for its log line to be handed on before it lets the process end.
@@ -57,14 +64,42 @@ export function formatDelivery(entry: DeliveryLog): string {
   return parts.join(' ');
 }
 
-/** Writes one line and resolves when winston has handed it on; failures are swallowed. */
+const LOG_FLAGS = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK | constants.O_NOCTTY;
+const LOG_MODE = 0o640;
+
+/** The log file open for appending, or null when it is not a regular file that can be opened. */
+export function openLogFile(path: string): number | null {
+  let fd: number;
+  try {
+    fd = openSync(path, LOG_FLAGS, LOG_MODE);
+  } catch {
+    return null;
+  }
+  try {
+    if (fstatSync(fd).isFile()) return fd;
+  } catch {
+    // fall through: not usable
+  }
+  closeSync(fd);
+  return null;
+}
+
+/** Writes one line and resolves when it has been handed on; failures are swallowed. */
 export async function logDelivery(target: LogTarget, entry: DeliveryLog): Promise<void> {
+  let fd: number | null = null;
+  if (target.kind === 'file') {
+    fd = openLogFile(target.path);
+    if (fd === null) return;
+  }
   try {
     const { createLogger, format, transports } = await import('winston');
-    const transport =
-      target.kind === 'file'
-        ? new transports.File({ filename: target.path })
-        : new (await import('./log-syslog.ts')).SyslogTransport(target.host, target.port);
+    const file = fd === null ? null : createWriteStream('', { fd, autoClose: true });
+    const transport = file
+      ? new transports.Stream({ stream: file })
+      : target.kind === 'syslog'
+        ? new (await import('./log-syslog.ts')).SyslogTransport(target.host, target.port)
+        : null;
+    if (!transport) return;
     const logger = createLogger({
       level: 'info',
       format: format.printf((info) => `${new Date().toISOString()} qmail-remote-dkim[${process.pid}]: ${String(info.message)}`),
@@ -72,11 +107,12 @@ export async function logDelivery(target: LogTarget, entry: DeliveryLog): Promis
       exitOnError: false,
     });
     await new Promise<void>((resolve) => {
-      // A transport that fails (an unwritable file) never finishes: an error ends the wait too,
-      // and the timer only bounds it without keeping the process alive.
+      // A transport that fails never finishes: an error ends the wait too, and the timer only
+      // bounds it without keeping the process alive.
       logger.on('error', () => resolve());
       transport.on('error', () => resolve());
-      logger.on('finish', () => resolve());
+      file?.on('error', () => resolve());
+      logger.on('finish', () => (file ? file.end(() => resolve()) : resolve()));
       setTimeout(resolve, LOG_WAIT_MS).unref();
       logger.info(formatDelivery(entry));
       logger.end();

@@ -6,6 +6,7 @@
 //
 // Order of work: control files, then the message is read and signed (a key problem defers the
 // mail before any connection is made), then routing, then one SMTP delivery.
+import { fstatSync } from 'node:fs';
 import { controlDir, qmailHome, readControlInt, readControlLine, readControlLines } from '../common/control.ts';
 import { failure, type Failure, type Result } from '../common/failures.ts';
 import { MessageReadError, openMessage, normalised, type MessageSource } from '../mail/message.ts';
@@ -66,6 +67,7 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv = proc
   const control = readControlFiles(controlDir(env));
   if (!control.ok) return { reports: failed(control.failure), log };
 
+  if (!isMessageInput(0)) return { reports: failed(failure('READ_MESSAGE')), log };
   let source: MessageSource;
   try {
     source = await openMessage(0);
@@ -79,6 +81,21 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv = proc
     throw error;
   } finally {
     source.close();
+  }
+}
+
+/**
+ * fd 0 is a queue file under qmail, a pipe or socket when run by hand. A directory or a device
+ * is no message. Node reopens a closed fd 0 on /dev/null before any of this code runs, so a
+ * closed fd 0 arrives here as a character device: deferring it is how a closed fd 0 gets
+ * qmail's "Unable to read message" instead of a K for an empty message.
+ */
+function isMessageInput(fd: number): boolean {
+  try {
+    const stat = fstatSync(fd);
+    return stat.isFile() || stat.isFIFO() || stat.isSocket();
+  } catch {
+    return false;
   }
 }
 
@@ -134,19 +151,29 @@ function describe(signed: Signed): string[] {
   return signed.signatures.map((s) => `${s.type} d=${s.d} s=${s.s} a=${s.a}`);
 }
 
+// Once the report is out, the process ends within this bound whatever is still under way: a
+// log target that blocks, a socket still closing. qmail-send waits for the process, not for
+// the report, and each process it waits for holds one of its concurrencyremote slots.
+const EXIT_AFTER_REPORT_MS = 8000;
+
 /** Everything that can go wrong ends here as one Z report; the report is written only once. */
 async function main(): Promise<void> {
   const started = Date.now();
-  // The first report written is the only one; a later call waits for that write to finish,
-  // so a crash during it cannot end the process with the report half written.
-  let written: Promise<void> | null = null;
-  const report = (reports: Reports): Promise<void> => (written ??= writeReports(reports));
+  // The report is written synchronously and whole (report.ts): nothing, not even a crash,
+  // can end the process between two of its bytes. The first report written is the only one.
+  let reported = false;
+  const report = (reports: Reports): void => {
+    if (reported) return;
+    reported = true;
+    writeReports(reports);
+    setTimeout(() => process.exit(0), EXIT_AFTER_REPORT_MS).unref();
+  };
   // After an unexpected error nothing that is still under way can be trusted to end (a socket
   // may wait out timeoutremote, 20 minutes, holding one of qmail-send's delivery slots): once
-  // the report (the Z, or one already on its way) has been written whole, the process ends
-  // at once, with status 0.
+  // the report (the Z, or the one already written) is out, the process ends at once, status 0.
   const crash = (): void => {
-    void report(failed(failure('INTERNAL'))).finally(() => process.exit(0));
+    report(failed(failure('INTERNAL')));
+    process.exit(0);
   };
   process.on('uncaughtException', crash);
   process.on('unhandledRejection', crash);
@@ -159,7 +186,7 @@ async function main(): Promise<void> {
     crash();
     return;
   }
-  await report(outcome.reports);
+  report(outcome.reports);
   const target = logTarget(controlDir());
   if (target) {
     const { message } = outcome.reports;

@@ -1,7 +1,7 @@
 // The report protocol of qmail-remote(8) on fd 1 (spec §2): recipient reports r/h/s in argv
 // order, then exactly one message report K/Z/D, each ending in one NUL byte. Under
 // qmail-rspawn fd 2 is the same pipe, so this module is the only code that writes to either.
-import { writeSync, write } from 'node:fs';
+import { writeSync } from 'node:fs';
 
 export type RecipientLetter = 'r' | 'h' | 's';
 export type MessageLetter = 'K' | 'Z' | 'D';
@@ -35,24 +35,46 @@ export function encodeReports(reports: Reports): Buffer {
   return Buffer.concat(parts);
 }
 
+// How long to wait, at most, before trying a full pipe again; the wait starts at 1 ms and
+// doubles, so a reader that is only slow costs little and one that has paused costs no CPU.
+const MAX_WAIT_MS = 20;
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+function sleep(ms: number): void {
+  Atomics.wait(sleeper, 0, 0, ms);
+}
+
 /**
- * Writes the whole report to fd 1 and resolves once the kernel has it. qmail-rspawn reads a
- * pipe, which may be non-blocking: writeSync can meet EAGAIN, so fall back to the async write
- * and retry the rest. A write error (reader gone) is swallowed, as qmail's zerodie() does.
+ * Writes every byte of `data` to `fd`, however the pipe behaves: Node makes fd 2 non-blocking
+ * and under qmail-rspawn fd 1 is the same open pipe, so a write can be partial or fail with
+ * EAGAIN whenever the reader falls behind. Both are retried, after a short sleep when the pipe
+ * is full, until the last byte is out. Synchronous on purpose: nothing can end the process
+ * (an exit, a crash handler) between two parts of the report. Returns false only when the
+ * reader is gone (EPIPE, EBADF): then there is no one to tell, as with qmail's zerodie().
  */
-export async function writeReports(reports: Reports, fd = 1): Promise<void> {
-  let pending = encodeReports(reports);
+export function writeFully(fd: number, data: Buffer): boolean {
+  let pending = data;
+  let wait = 1;
   while (pending.length > 0) {
-    let written: number;
+    let written = 0;
     try {
       written = writeSync(fd, pending);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') return;
-      written = await new Promise<number>((resolve) => {
-        write(fd, pending, (err, n) => resolve(err ? -1 : n));
-      });
-      if (written < 0) return;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK' && code !== 'EINTR') return false;
     }
-    pending = pending.subarray(written);
+    if (written > 0) {
+      pending = pending.subarray(written);
+      wait = 1;
+    } else {
+      sleep(wait);
+      wait = Math.min(wait * 2, MAX_WAIT_MS);
+    }
   }
+  return true;
+}
+
+/** Writes the whole report to fd 1 (see writeFully); true once the last byte is out. */
+export function writeReports(reports: Reports, fd = 1): boolean {
+  return writeFully(fd, encodeReports(reports));
 }

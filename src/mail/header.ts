@@ -22,6 +22,14 @@ export interface Head {
   readonly hasSeparator: boolean;
   /** The header section passed MAX_HEAD_BYTES and was not read whole. */
   readonly oversize: boolean;
+  /**
+   * A line that is neither a field nor a continuation ended the header section before any
+   * empty line (a bare CR in a field that normalising turned into a line end, a body with no
+   * empty line before it). Verifiers disagree about such a line: Mail::DKIM reads on to the
+   * empty line, dkimpy refuses the message, mailauth stops elsewhere. The body read from here
+   * starts with that line.
+   */
+  readonly strayLine: boolean;
 }
 
 const FIELD_START = /^([\x21-\x39\x3b-\x7e]+)[ \t]*:/;
@@ -78,8 +86,8 @@ export class HeadReader {
     }
     const continues = (line[0] === 0x20 || line[0] === 0x09) && this.lines.length > 0;
     if (!continues && !FIELD_START.test(line.subarray(0, 1000).toString('latin1'))) {
-      // Not a field: the body has begun without the empty line that should precede it.
-      this.finish(false, false);
+      // Not a field: to us the body has begun without the empty line that should precede it.
+      this.finish(false, false, true);
       return false;
     }
     this.size += line.length;
@@ -100,9 +108,9 @@ export class HeadReader {
     this.lines = [];
   }
 
-  private finish(hasSeparator: boolean, oversize: boolean): void {
+  private finish(hasSeparator: boolean, oversize: boolean, strayLine = false): void {
     this.closeField();
-    this.done = { fields: this.fields, hasSeparator, oversize };
+    this.done = { fields: this.fields, hasSeparator, oversize, strayLine };
     this.pending = Buffer.alloc(0);
   }
 }

@@ -6,7 +6,7 @@
 //
 // Key bytes and parse errors never leave this module in a message: they could contain key
 // material.
-import { readFileSync } from 'node:fs';
+import { NOT_REGULAR, TOO_LARGE, readBounded } from '../common/read-bounded.ts';
 import { basename, isAbsolute, resolve } from 'node:path';
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { canonicalDomain, parentDomains } from '../mail/domain.ts';
@@ -32,6 +32,15 @@ export type KeyLookup =
 /** How key files are read; tests substitute one that records every path asked for. */
 export type ReadFile = (path: string) => Buffer;
 
+/**
+ * A PEM RSA key of 16384 bits is about 12 KB: anything over this is not a key, and reading it
+ * could only grow the process (a key path that is /dev/zero, or a log file put there by mistake).
+ */
+export const MAX_KEY_BYTES = 64 << 10;
+
+/** A key file: regular, at most MAX_KEY_BYTES, opened without waiting (read-bounded.ts). */
+export const readKeyFile: ReadFile = (path) => readBounded(path, MAX_KEY_BYTES);
+
 const SELECTOR = /^[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?)*$/;
 
 /** A key file name that can stand as s=: dot-separated labels of letters, digits, '-' and '_'. */
@@ -44,7 +53,7 @@ export function isSelector(text: string): boolean {
  * every domain, and d= is then the message's own domain. Relative templates are taken from
  * the qmail home directory, where the original qmail-remote runs.
  */
-export function lookupKey(template: string, rawDomain: string, qmailHome: string, read: ReadFile = readFileSync): KeyLookup {
+export function lookupKey(template: string, rawDomain: string, qmailHome: string, read: ReadFile = readKeyFile): KeyLookup {
   const domain = canonicalDomain(rawDomain);
   if (domain === null) return { kind: 'none', reason: `not a valid domain: ${JSON.stringify(rawDomain.slice(0, 80))}` };
   const absolute = isAbsolute(template) ? template : resolve(qmailHome, template);
@@ -64,13 +73,20 @@ function readKey(path: string, domain: string, read: ReadFile): KeyLookup | null
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return null;
-    return { kind: 'error', path, reason: `cannot read key file (${code ?? 'error'})` };
+    return { kind: 'error', path, reason: `cannot read key file: ${whyUnreadable(code)}` };
   }
   const selector = basename(path);
   if (!isSelector(selector)) return { kind: 'error', path, reason: `key file name is not a valid selector: ${selector}` };
   const parsed = parseKey(pem);
   if (typeof parsed === 'string') return { kind: 'error', path, reason: parsed };
   return { kind: 'found', key: { domain, selector, path, ...parsed } };
+}
+
+function whyUnreadable(code: string | undefined): string {
+  if (code === 'EISDIR') return 'it is a directory';
+  if (code === NOT_REGULAR) return 'not a regular file (a FIFO, device or socket)';
+  if (code === TOO_LARGE) return `over ${MAX_KEY_BYTES >> 10} KB, which no key is`;
+  return code ?? 'error';
 }
 
 /** PEM PKCS#1 RSA (dknewkey, openssl genrsa), PKCS#8 RSA or PKCS#8 ed25519. */

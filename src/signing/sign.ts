@@ -54,12 +54,16 @@ const unsigned = (note: string, domain?: string): Signed => ({
   ...(domain !== undefined ? { domain } : {}),
 });
 
+export const STRAY_LINE_NOTE = 'a header line is neither a field nor a continuation: verifiers disagree where the header ends, not signed';
+
 /** The signatures for the message, or READ_KEY with what went wrong in `keyFailure`. */
 export function signMessage(source: MessageSource, config: SignConfig): Result<Signed> & { keyFailure?: KeyFailure } {
   if (config.templates.length === 0) return ok(unsigned('no control/dksign: signing is off'));
   const chunks = normalised(source)[Symbol.iterator]();
   const { head, firstBody } = readHead(chunks);
   if (head.oversize) return ok(unsigned('header section too large to sign'));
+  // No signature could pass every verifier (see Head.strayLine): unsigned, never a failing one.
+  if (head.strayLine) return ok(unsigned(STRAY_LINE_NOTE));
   const domainSource = keyDomainSource(head);
   if (!domainSource.found) return ok(unsigned(domainSource.reason));
 

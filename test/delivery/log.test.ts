@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatDelivery, logDelivery, logTarget, type DeliveryLog } from '../../src/delivery/log.ts';
@@ -65,4 +66,20 @@ test('a log that cannot be written changes nothing and throws nothing', async ()
   const dir = mkdtempSync(join(tmpdir(), 'qrd-log-'));
   writeFileSync(join(dir, 'a-file'), '');
   await logDelivery({ kind: 'file', path: join(dir, 'a-file', 'y.log') }, ENTRY);
+});
+
+test('a FIFO, a device or a directory as the log is not written, and the call returns at once', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qrd-log-'));
+  const fifo = join(dir, 'fifo');
+  execFileSync('mkfifo', [fifo]);
+  for (const path of [fifo, '/dev/zero', '/dev/null', dir]) {
+    // With a blocking open this would never return: nothing reads the FIFO.
+    await logDelivery({ kind: 'file', path }, ENTRY);
+  }
+});
+
+test('a log in a missing directory is dropped, and no directory is made', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qrd-log-'));
+  await logDelivery({ kind: 'file', path: join(dir, 'missing', 'sub', 'delivery.log') }, ENTRY);
+  assert.equal(existsSync(join(dir, 'missing')), false);
 });

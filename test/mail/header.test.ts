@@ -20,6 +20,7 @@ test('fields, folding and the separator', () => {
   assert.equal(head.fields[1]?.raw.toString(), 'B: 2\r\n\tmore\r\n');
   assert.equal(fieldValue(head.fields[1]!).toString(), ' 2\tmore');
   assert.equal(head.hasSeparator, true);
+  assert.equal(head.strayLine, false);
   assert.equal(body, 'body\r\n');
 });
 
@@ -35,6 +36,7 @@ test('the same head when fed one byte at a time', () => {
 test('a message of headers only has no separator and no body', () => {
   const { head, body } = read('From: a@b\r\nSubject: x\r\n');
   assert.equal(head.hasSeparator, false);
+  assert.equal(head.strayLine, false, 'the message simply ended');
   assert.equal(head.fields.length, 2);
   assert.equal(body, '');
 });
@@ -42,6 +44,7 @@ test('a message of headers only has no separator and no body', () => {
 test('a line that is not a field starts the body without a separator', () => {
   const { head, body } = read('From: a@b\r\nthis is text\r\nmore\r\n');
   assert.equal(head.hasSeparator, false);
+  assert.equal(head.strayLine, true, 'flagged: verifiers read such a line differently');
   assert.deepEqual(head.fields.map((f) => f.key), ['from']);
   assert.equal(body, 'this is text\r\nmore\r\n');
 });
@@ -50,4 +53,12 @@ test('duplicate names, odd spacing and 8-bit bytes are kept as they are', () => 
   const { head } = read('Subject: one\r\nSUBJECT : two\r\nX-8: caf\xe9\r\n\r\n');
   assert.deepEqual(head.fields.map((f) => f.key), ['subject', 'subject', 'x-8']);
   assert.equal(head.fields[2]?.raw.toString('latin1'), 'X-8: caf\xe9\r\n');
+});
+
+test('a stray line is flagged however the chunks fall, and a folded field is not one', () => {
+  for (const text of [' leading fold\r\nFrom: a@b\r\n\r\n', 'From: a@b\r\nX-Caf\xe9: 1\r\n\r\n', 'From: a@b\r\n(c)\r\nTo: c@d\r\n\r\n']) {
+    assert.equal(read(text).head.strayLine, true, JSON.stringify(text));
+    assert.equal(read(text, 1).head.strayLine, true, JSON.stringify(text));
+  }
+  assert.equal(read('From: a@b\r\n (c)\r\n\r\nbody\r\n', 3).head.strayLine, false);
 });

@@ -3,9 +3,12 @@
 // outside what the template names.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, mkdtempSync, mkdirSync, writeFileSync, truncateSync, symlinkSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { canonicalDomain, parentDomains } from '../../src/mail/domain.ts';
-import { lookupKey, type ReadFile } from '../../src/signing/keys.ts';
+import { lookupKey, MAX_KEY_BYTES, type ReadFile } from '../../src/signing/keys.ts';
 
 const RSA_PEM = readFileSync(new URL('../fixtures/keys/example.com/default', import.meta.url));
 const ED_PEM = readFileSync(new URL('../fixtures/keys/example.com/ed25519', import.meta.url));
@@ -93,6 +96,9 @@ test('hostile domains open nothing at all', () => {
     '../../etc', 'example.com/../x', '..', '.', 'exa\0mple.com', '*', '*.example.com', '{a,b}.example.com',
     'a..b', 'example.com\\x', ' example.com', 'exa mple.com', 'ex[a]mple.com', 'x?.com', '-a.com', 'a-.com',
     'a'.repeat(300), `${'a'.repeat(64)}.com`, `${'abc.'.repeat(70)}com`, '[192.0.2.1]', 'example.com\n', '~root',
+    // A slash without any '..': still a second path component under the key root.
+    'sub/dir.example.com', 'example.com/default', '/etc', 'example.com/', 'a/b/c.example.org', 'sub%2fdir.example.com',
+    'sub\uff0fdir.example.com', '%', 'example.%',
   ];
   for (const domain of hostile) {
     const { read, asked } = store({});
@@ -103,7 +109,8 @@ test('hostile domains open nothing at all', () => {
 });
 
 test('every path asked for is the template with a valid domain in place of %', () => {
-  const domains = ['Ünïcode.example', 'xn--nicode-2ya4d.example', 'a.b.c.d.example.com', 'EXAMPLE.COM.'];
+  // U+2215 (division slash) looks like '/' but is a letter to IDNA: it becomes an A-label.
+  const domains = ['Ünïcode.example', 'xn--nicode-2ya4d.example', 'a.b.c.d.example.com', 'EXAMPLE.COM.', 'sub\u2215dir.example.com'];
   const shape = /^\/etc\/domainkeys\/([a-z0-9-]+(\.[a-z0-9-]+)*)\/default$/;
   for (const domain of domains) {
     const { read, asked } = store({});
@@ -117,4 +124,25 @@ test('IDN domains become A-labels', () => {
   assert.equal(canonicalDomain('bücher.example'), 'xn--bcher-kva.example');
   assert.equal(canonicalDomain('EXAMPLE.com.'), 'example.com');
   assert.equal(canonicalDomain('example..com'), null);
+});
+
+test('key files that would hang or grow the process are errors at once, not reads', () => {
+  const root = mkdtempSync(join(tmpdir(), 'qrd-keyfiles-'));
+  const make: Record<string, (path: string) => void> = {
+    fifo: (path) => execFileSync('mkfifo', [path]),
+    'dev-zero': (path) => symlinkSync('/dev/zero', path),
+    directory: (path) => mkdirSync(path),
+    huge: (path) => { writeFileSync(path, ''); truncateSync(path, 8 * 2 ** 30); },
+    'one-byte-over': (path) => writeFileSync(path, RSA_PEM.toString() + 'x'.repeat(MAX_KEY_BYTES - RSA_PEM.length + 1)),
+  };
+  for (const [name, create] of Object.entries(make)) {
+    mkdirSync(join(root, name));
+    create(join(root, name, 'default'));
+    const result = lookupKey(`${root}/%/default`, name, '/', undefined);
+    assert.equal(result.kind, 'error', name);
+  }
+  // Exactly at the limit it is read (and parsed: trailing text after a PEM block is ignored).
+  mkdirSync(join(root, 'at-limit'));
+  writeFileSync(join(root, 'at-limit', 'default'), RSA_PEM.toString() + 'x'.repeat(MAX_KEY_BYTES - RSA_PEM.length));
+  assert.equal(lookupKey(`${root}/%/default`, 'at-limit', '/').kind, 'found');
 });
