@@ -1,11 +1,10 @@
 // `qmail-remote-dkim install` and `uninstall`: see src/install/shim.ts and docs/install.md.
 // The shim names this installation's bin/qmail-remote (which checks the Node it runs on) and,
 // by default, the Node running this command: the one the administrator has just used.
-import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { qmailHome } from '../common/control.ts';
-import { checkNode, defaultTarget, install, InstallError, uninstall } from '../install/shim.ts';
+import { checkNode, defaultTarget, install, InstallError, safeCacheDir, uninstall } from '../install/shim.ts';
 import { say } from './output.ts';
 import { EXIT_OK, EXIT_TEMPORARY, EXIT_USAGE } from './exit-codes.ts';
 
@@ -40,16 +39,6 @@ export function installCommand(args: InstallArgs): number {
     if (!(error instanceof InstallError)) throw error;
     say(`qmail-remote-dkim install: ${error.message}`);
     return EXIT_TEMPORARY;
-  }
-}
-
-/** Code cached there is run by every delivery: no one but its owner may write to it. */
-function safeCacheDir(dir: string): boolean {
-  try {
-    const stat = statSync(dir);
-    return stat.isDirectory() && (stat.mode & 0o022) === 0;
-  } catch {
-    return false;
   }
 }
 

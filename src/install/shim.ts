@@ -69,6 +69,16 @@ export function checkNode(node: string): string | null {
   return `${node} is ${run.stdout.trim()}; Node >= ${MIN_NODE.join('.')} is required`;
 }
 
+/** Code cached there is run by every delivery: no one but its owner may write to it. */
+export function safeCacheDir(dir: string): boolean {
+  try {
+    const stat = statSync(dir);
+    return stat.isDirectory() && (stat.mode & 0o022) === 0;
+  } catch {
+    return false;
+  }
+}
+
 /** Installs the shim; an original qmail-remote is kept as qmail-remote.orig. */
 export function install(plan: InstallPlan): string[] {
   const { target } = plan;
