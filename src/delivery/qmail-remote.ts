@@ -14,6 +14,7 @@ import { signMessage, type Signed } from '../signing/sign.ts';
 import { logDelivery, logTarget, type DeliveryLog } from './log.ts';
 import { routingResolver, parseSmtproutes, resolveDestination, type Destination } from './route.ts';
 import { deliver } from './smtp.ts';
+import { argumentBytes } from './argv.ts';
 
 /** control/timeoutconnect and control/timeoutremote defaults, in seconds (qmail-remote.c). */
 const TIMEOUT_CONNECT = 60;
@@ -101,7 +102,10 @@ async function signAndDeliver(job: Job, source: MessageSource, log: Outcome['log
   const signedLog = { ...log, signatures: describe(signed.value), notes: [...signed.value.notes] };
 
   const destination = await route(job.host, job.control, job.env);
-  if (!destination.ok) return { reports: failed(destination.failure), log: signedLog };
+  if (!destination.ok) {
+    const cause = destination.failure.cause ? [`dns: ${destination.failure.cause}`] : [];
+    return { reports: failed(destination.failure), log: { ...signedLog, notes: [...signedLog.notes, ...cause] } };
+  }
 
   const result = await deliver({
     addresses: [...destination.value.addresses],
@@ -115,7 +119,8 @@ async function signAndDeliver(job: Job, source: MessageSource, log: Outcome['log
     ...(destination.value.auth ? { auth: destination.value.auth } : {}),
   });
   const where = { host: destination.value.host, ...(result.ip ? { ip: result.ip } : {}) };
-  return { reports: result.reports, log: { ...signedLog, ...where } };
+  const smtp = `smtp: ${result.code} at ${result.stage}${result.cause ? ` (${result.cause})` : ''}`;
+  return { reports: result.reports, log: { ...signedLog, ...where, notes: [...signedLog.notes, smtp] } };
 }
 
 async function route(host: string, control: Control, env: NodeJS.ProcessEnv): Promise<Result<Destination>> {
@@ -151,7 +156,8 @@ async function main(): Promise<void> {
   process.on('uncaughtException', crash);
   process.on('unhandledRejection', crash);
 
-  const argv = process.argv.slice(2);
+  // Bytes, not UTF-8: addresses go out exactly as qmail-rspawn passed them (argv.ts).
+  const argv = argumentBytes();
   let outcome: Outcome;
   try {
     outcome = await run(argv);
