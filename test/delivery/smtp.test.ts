@@ -376,6 +376,53 @@ test('a STARTTLS handshake that fails is retried once in plaintext, without STAR
   assert.deepEqual(server.sessions[1]?.messages, [MESSAGE]);
 });
 
+test('after a failed handshake, a plaintext retry refused for want of TLS defers, never bounces', async (t) => {
+  const brokenTls = {
+    EHLO: ['250-script.test\r\n250 STARTTLS', '250 script.test'],
+    STARTTLS: { reply: '220 go ahead', answerNextWith: '500 this is not TLS\r\n' },
+  };
+  const prefix = 'ZConnected to 127.0.0.1 but sender was rejected.\nRemote host said: ';
+  const cases: Array<[string, Script, string]> = [
+    ['530 to MAIL', { replies: { ...brokenTls, MAIL: '530 5.7.0 Must issue a STARTTLS command first' } },
+      `${prefix}530 5.7.0 Must issue a STARTTLS command first\n\0`],
+    ['any 5xx to MAIL', { replies: { ...brokenTls, MAIL: '554 5.7.1 plaintext not welcome' } },
+      `${prefix}554 5.7.1 plaintext not welcome\n\0`],
+    ['5xx to RCPT', { replies: { ...brokenTls, RCPT: '550 5.7.1 TLS required' } },
+      's127.0.0.1 does not like recipient.\nRemote host said: 550 5.7.1 TLS required\n\0DGiving up on 127.0.0.1.\n\0'],
+    ['530 to DATA', { replies: { ...brokenTls, DATA: '530 5.7.0 TLS first' } },
+      'r\0Z127.0.0.1 failed on DATA command.\nRemote host said: 530 5.7.0 TLS first\n\0'],
+  ];
+  for (const [name, script, report] of cases) {
+    const server = await scripted(t, script);
+    const result = await deliver(delivery(server));
+    // "s…\0D…" is read by qmail-rspawn as Z: the first report is s.
+    assert.equal(wire(result), report, name);
+    await server.idle();
+    assert.equal(server.sessions.length, 2, `${name}: one retry in plaintext`);
+  }
+  // Without a failed handshake first, a 5xx to MAIL still bounces, as in qmail.
+  const plain = await scripted(t, { replies: { MAIL: '530 5.7.0 Must issue a STARTTLS command first' } });
+  assert.equal((await deliver(delivery(plain))).reports.message.letter, 'D');
+});
+
+test('a failed handshake whose retry cannot connect is connection died, Z', async (t) => {
+  const server = await scripted(t, {
+    replies: { EHLO: '250-script.test\r\n250 STARTTLS', STARTTLS: { reply: '220 go ahead', answerNextWith: 'x\r\n' } },
+  });
+  // The retry is refused: the server stops listening as soon as the first connection ends.
+  const first = server.sessions.length;
+  const closing = (async () => {
+    while (server.sessions.length === first) await new Promise((resolve) => setImmediate(resolve));
+    await server.sessions[first]?.closed;
+    await server.close();
+  })();
+  const result = await deliver(delivery(server));
+  await closing;
+  assert.equal(result.reports.message.letter, 'Z');
+  assert.match(result.reports.message.text, /^Connected to 127\.0\.0\.1 but connection died\. \(#4\.4\.2\)\n$/);
+  assert.ok(['TLS_FAILED', 'CONNECTION_DIED'].includes(result.code), result.code);
+});
+
 test('STARTTLS refused with 454: the same connection goes on in plaintext', async (t) => {
   const server = await scripted(t, { replies: { EHLO: '250-script.test\r\n250 STARTTLS', STARTTLS: '454 4.7.0 not now' } });
   const result = await deliver(delivery(server));
