@@ -7,7 +7,8 @@
 // Order of work: control files, then the message is read and signed (a key problem defers the
 // mail before any connection is made), then routing, then one SMTP delivery.
 import { controlDir, qmailHome, readControlInt, readControlLine, readControlLines } from '../common/control.ts';
-import { failure, type Failure, type Result } from '../common/failures.ts';
+import { describeCause, failure, type Failure, type Result } from '../common/failures.ts';
+import { fstatSync } from 'node:fs';
 import { MessageReadError, openMessage, normalised, type MessageSource } from '../mail/message.ts';
 import { writeReports, type Reports } from './report.ts';
 import { signMessage, type Signed } from '../signing/sign.ts';
@@ -69,9 +70,10 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv = proc
 
   let source: MessageSource;
   try {
+    assertMessageInput(0);
     source = await openMessage(0);
-  } catch {
-    return { reports: failed(failure('READ_MESSAGE')), log };
+  } catch (error) {
+    return { reports: failed(failure('READ_MESSAGE', error)), log: { ...log, notes: [`fd 0: ${describeCause(error)}`] } };
   }
   try {
     return await signAndDeliver({ host, sender, recips, control: control.value, env }, source, log);
@@ -81,6 +83,16 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv = proc
   } finally {
     source.close();
   }
+}
+
+/**
+ * fd 0 is a queue file under qmail-rspawn, or a pipe by hand. Anything else is no message: a
+ * closed fd 0 (which Node replaces with /dev/null at start-up, so it would read as an empty
+ * message and be delivered), a device such as /dev/zero (which never ends), a directory.
+ */
+function assertMessageInput(fd: number): void {
+  const stat = fstatSync(fd);
+  if (!stat.isFile() && !stat.isFIFO() && !stat.isSocket()) throw new Error('fd 0 is neither a file nor a pipe');
 }
 
 /** The arguments qmail-rspawn gave, and where they lead. */
