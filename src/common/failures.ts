@@ -1,7 +1,9 @@
 // The catalogue of message reports qmail-remote can give, in the words of netqmail-1.06's
-// qmail-remote.c (spec §2.1). Every failure the program can meet is one of these codes, so
-// the text qmail-send logs and quotes into bounces never depends on where the error came from.
-// The letter decides the message's fate: Z keeps it queued, D bounces it.
+// qmail-remote.c (spec §2.1). Every outcome the program can meet is one of these codes: the
+// fixed texts (FAILURES), and the SMTP stages (SMTP_REPORTS), whose sentences take the IP and
+// the server's reply. So the text qmail-send logs and quotes into bounces never depends on
+// where the error came from, and the cause of an error goes to the log, never into a report.
+// The letter decides the message's fate: K delivered, Z kept queued, D bounced.
 
 export type Letter = 'Z' | 'D';
 
