@@ -349,6 +349,23 @@ describe('fault matrix: the SMTP dialogue and DNS, through bin/qmail-remote', { 
   }
 });
 
+describe('the log line', () => {
+  it('names the catalogue entry, the stage and the cause of the ending, never in the report', async () => {
+    const server = await startScriptServer({ replies: { RCPT: '250 ok\r\n250 unasked' } });
+    try {
+      const log = join(work, 'delivery.log');
+      const result = await run(process.execPath, [QMAIL_REMOTE, 'example.net', 'alice@example.com', 'bob@example.net'], {
+        stdin: readFileSync(SIMPLE),
+        env: { PATH: process.env.PATH ?? '', CONTROLDIR: control({ smtproutes: `:${IP}:${server.port}\n` }), QMAILREMOTE_LOG: log },
+      });
+      assert.equal(result.stdout, 'ZConnected to 127.0.0.1 but its replies were out of step with my commands. (#4.5.0)\n\0');
+      assert.match(readFileSync(log, 'latin1'), /note=\[smtp: OUT_OF_STEP at rcpt \(several replies at once\)\]/);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('docs/reliability.md', () => {
   it('tabulates exactly the cases run here, class by class', () => {
     const doc = readFileSync(DOC, 'utf8');
