@@ -6,15 +6,16 @@
 //
 // Order of work: control files, then the message is read and signed (a key problem defers the
 // mail before any connection is made), then routing, then one SMTP delivery.
-import { fstatSync } from 'node:fs';
 import { controlDir, qmailHome, readControlInt, readControlLine, readControlLines } from '../common/control.ts';
-import { failure, type Failure, type Result } from '../common/failures.ts';
+import { describeCause, failure, type Failure, type Result } from '../common/failures.ts';
+import { fstatSync } from 'node:fs';
 import { MessageReadError, openMessage, normalised, type MessageSource } from '../mail/message.ts';
 import { writeReports, type Reports } from './report.ts';
 import { signMessage, type Signed } from '../signing/sign.ts';
 import { logDelivery, logTarget, type DeliveryLog } from './log.ts';
 import { routingResolver, parseSmtproutes, resolveDestination, type Destination } from './route.ts';
 import { deliver } from './smtp.ts';
+import { argumentBytes } from './argv.ts';
 
 /** control/timeoutconnect and control/timeoutremote defaults, in seconds (qmail-remote.c). */
 const TIMEOUT_CONNECT = 60;
@@ -67,12 +68,12 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv = proc
   const control = readControlFiles(controlDir(env));
   if (!control.ok) return { reports: failed(control.failure), log };
 
-  if (!isMessageInput(0)) return { reports: failed(failure('READ_MESSAGE')), log };
   let source: MessageSource;
   try {
+    assertMessageInput(0);
     source = await openMessage(0);
-  } catch {
-    return { reports: failed(failure('READ_MESSAGE')), log };
+  } catch (error) {
+    return { reports: failed(failure('READ_MESSAGE', error)), log: { ...log, notes: [`fd 0: ${describeCause(error)}`] } };
   }
   try {
     return await signAndDeliver({ host, sender, recips, control: control.value, env }, source, log);
@@ -85,18 +86,13 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv = proc
 }
 
 /**
- * fd 0 is a queue file under qmail, a pipe or socket when run by hand. A directory or a device
- * is no message. Node reopens a closed fd 0 on /dev/null before any of this code runs, so a
- * closed fd 0 arrives here as a character device: deferring it is how a closed fd 0 gets
- * qmail's "Unable to read message" instead of a K for an empty message.
+ * fd 0 is a queue file under qmail-rspawn, or a pipe by hand. Anything else is no message: a
+ * closed fd 0 (which Node replaces with /dev/null at start-up, so it would read as an empty
+ * message and be delivered), a device such as /dev/zero (which never ends), a directory.
  */
-function isMessageInput(fd: number): boolean {
-  try {
-    const stat = fstatSync(fd);
-    return stat.isFile() || stat.isFIFO() || stat.isSocket();
-  } catch {
-    return false;
-  }
+function assertMessageInput(fd: number): void {
+  const stat = fstatSync(fd);
+  if (!stat.isFile() && !stat.isFIFO() && !stat.isSocket()) throw new Error('fd 0 is neither a file nor a pipe');
 }
 
 /** The arguments qmail-rspawn gave, and where they lead. */
@@ -118,7 +114,10 @@ async function signAndDeliver(job: Job, source: MessageSource, log: Outcome['log
   const signedLog = { ...log, signatures: describe(signed.value), notes: [...signed.value.notes] };
 
   const destination = await route(job.host, job.control, job.env);
-  if (!destination.ok) return { reports: failed(destination.failure), log: signedLog };
+  if (!destination.ok) {
+    const cause = destination.failure.cause ? [`dns: ${destination.failure.cause}`] : [];
+    return { reports: failed(destination.failure), log: { ...signedLog, notes: [...signedLog.notes, ...cause] } };
+  }
 
   const result = await deliver({
     addresses: [...destination.value.addresses],
@@ -132,7 +131,8 @@ async function signAndDeliver(job: Job, source: MessageSource, log: Outcome['log
     ...(destination.value.auth ? { auth: destination.value.auth } : {}),
   });
   const where = { host: destination.value.host, ...(result.ip ? { ip: result.ip } : {}) };
-  return { reports: result.reports, log: { ...signedLog, ...where } };
+  const smtp = `smtp: ${result.code} at ${result.stage}${result.cause ? ` (${result.cause})` : ''}`;
+  return { reports: result.reports, log: { ...signedLog, ...where, notes: [...signedLog.notes, smtp] } };
 }
 
 async function route(host: string, control: Control, env: NodeJS.ProcessEnv): Promise<Result<Destination>> {
@@ -178,7 +178,8 @@ async function main(): Promise<void> {
   process.on('uncaughtException', crash);
   process.on('unhandledRejection', crash);
 
-  const argv = process.argv.slice(2);
+  // Bytes, not UTF-8: addresses go out exactly as qmail-rspawn passed them (argv.ts).
+  const argv = argumentBytes();
   let outcome: Outcome;
   try {
     outcome = await run(argv);

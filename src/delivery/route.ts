@@ -14,14 +14,26 @@
 //   - An empty relay with a port (`domain::2525`) means "MX lookup, but connect to that port".
 //   - A relay may be a bracketed IPv6 literal: `domain:[IPv6:2001:db8::1]:2525`.
 //   - The same address reached through two MX names is tried once (at its best preference).
-//   - DNS errors: NXDOMAIN, no data and a name c-ares refuses to send (EBADNAME) are permanent;
-//     everything else is temporary (spec §10 item 5, plus EBADNAME, which can never succeed).
+//   - DNS errors: only an answer from DNS is permanent: NXDOMAIN and no data (spec §10 item 5),
+//     a null MX, MX-is-me. Everything else (SERVFAIL, REFUSED, timeout, no server, a reply
+//     c-ares cannot parse) is temporary, whatever the host looks like.
+//   - Malformed host arguments (see checkedName): a name c-ares will not put into a query
+//     (empty, an empty label as in `a..b` or `.a`, a label over 63 bytes, a name over 253
+//     bytes, a space or another byte c-ares refuses) can never be looked up by this program,
+//     so it is refused permanently (D, "couldn't find any host named") — but only after DNS
+//     has answered a query for its nearest name that can be asked (its longest suffix c-ares
+//     accepts, else the root): while DNS is unreachable such a host is deferred (Z) like any
+//     other, and qmail-send's queuelifetime ends it. qmail asks res_query, which sends such
+//     names as they are and bounces on the NXDOMAIN that always comes back.
+//   - The host arrives as bytes (one char per byte, see argv.ts). Valid UTF-8 is asked as that
+//     text; other bytes are asked as Latin-1 characters (c-ares takes UTF-8 only) and quoted
+//     in reports byte for byte.
 //   - No tcpto: qmail's table of hosts that timed out is optional (spec §10 item 6) and left out.
 //   - No CNAME rewriting of the host.
 import { makeResolver, serverList, type ResolverOptions } from '../common/dns.ts';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { fail, failure, noSuchHost, ok, type Result } from '../common/failures.ts';
+import { describeCause, fail, failure, noSuchHost, ok, type Result } from '../common/failures.ts';
 
 /** The SMTP port when smtproutes names none. */
 export const SMTP_PORT = 25;
@@ -155,10 +167,11 @@ export interface RouteOptions {
  * preference pointing back at this machine. Never rejects; every outcome is a Result.
  */
 export async function resolveDestination(
-  host: string,
+  hostBytes: string,
   routes: ReadonlyMap<string, SmtpRoute>,
   opts: RouteOptions = {},
 ): Promise<Result<Destination>> {
+  const host = dnsName(hostBytes);
   const route = findRoute(routes, host);
   if (route?.problem !== undefined) return fail(failure('READ_CONTROL'));
   const made = opts.resolver !== undefined ? ok(opts.resolver) : routingResolver();
@@ -187,17 +200,51 @@ async function hostAddresses(name: string, resolver: DnsLike): Promise<Result<Ad
   if (literal !== undefined) return ok([{ ...literal, pref: 0, name }]);
   const found = await lookupAddresses(name, 0, resolver);
   if (found.addresses.length > 0) return ok(found.addresses);
-  return fail(found.soft ? failure('TEMP_DNS') : noSuchHost(name));
+  if (found.soft) return fail(failure('TEMP_DNS', found.cause));
+  if (found.badName) return unaskable(name, resolver);
+  return fail(noSuchHost(bytesOf(name)));
+}
+
+/**
+ * A name c-ares refused to send: permanent once DNS has answered for the nearest name that
+ * can be asked (so DNS is there, and this name will never be asked), temporary until then.
+ */
+async function unaskable(name: string, resolver: DnsLike): Promise<Result<never>> {
+  let probe = await attempt(() => resolver.resolveMx(askableSuffix(name)));
+  if (probe.kind === 'hard' && probe.badName) probe = await attempt(() => resolver.resolveMx('.'));
+  if (probe.kind === 'soft') return fail(failure('TEMP_DNS', probe.cause));
+  if (probe.kind === 'hard' && probe.badName) return fail(failure('TEMP_DNS', 'c-ares refuses every query'));
+  return fail(noSuchHost(bytesOf(name), 'the name cannot be put into a DNS query'));
+}
+
+/** The longest suffix of name made of labels c-ares accepts, or the root. */
+export function askableSuffix(name: string): string {
+  const labels = name.split('.');
+  let start = labels.length;
+  while (start > 0 && /^[-\w\x80-\uffff]{1,63}$/.test(labels[start - 1] ?? '')) start -= 1;
+  const suffix = labels.slice(start).join('.');
+  return suffix === '' || suffix.length > 253 ? '.' : suffix;
+}
+
+/** The host as DNS is asked about it: its bytes as UTF-8 text when they are UTF-8. */
+export function dnsName(hostBytes: string): string {
+  if (/[\u0100-\uffff]/.test(hostBytes)) return hostBytes; // already text, not bytes
+  const utf8 = Buffer.from(hostBytes, 'latin1').toString('utf8');
+  return utf8.includes('\uFFFD') ? hostBytes : utf8;
+}
+
+/** The bytes a name is made of, one char per byte, as reports quote it. */
+function bytesOf(name: string): string {
+  return Buffer.from(name, 'utf8').toString('latin1');
 }
 
 // The recipient host: IP literal, else MX records, else (NXDOMAIN or no MX data) A/AAAA.
 async function mxAddresses(host: string, resolver: DnsLike, random: () => number): Promise<Result<Address[]>> {
   const literal = parseIpLiteral(host);
   if (literal !== undefined) return ok([{ ...literal, pref: 0, name: host }]);
-  if (host === '') return fail(noSuchHost(host));
-
   const mx = await attempt(() => resolver.resolveMx(host));
-  if (mx.kind === 'soft') return fail(failure('TEMP_DNS'));
+  if (mx.kind === 'soft') return fail(failure('TEMP_DNS', mx.cause));
+  if (mx.kind === 'hard' && mx.badName) return unaskable(host, resolver);
   const records = mx.kind === 'ok' ? mx.value : [];
   if (records.length === 0) return hostAddresses(host, resolver);
 
@@ -207,7 +254,7 @@ async function mxAddresses(host: string, resolver: DnsLike, random: () => number
 
   const ordered = orderMx(records.filter((record) => !isNull(record)), random);
   const found = await Promise.all(
-    ordered.map((record) => {
+    ordered.map((record): Lookup | Promise<Lookup> => {
       const literalMx = parseIpLiteral(record.exchange); // qmail allows unbracketed IPs in MX
       if (literalMx !== undefined) {
         return { addresses: [{ ...literalMx, pref: record.priority, name: record.exchange }], soft: false };
@@ -218,7 +265,8 @@ async function mxAddresses(host: string, resolver: DnsLike, random: () => number
   const addresses = uniqueByIp(found.flatMap((one) => one.addresses));
   if (addresses.length > 0) return ok(addresses);
   // Soft failures were skipped but remembered (spec §5.2).
-  return fail(failure(found.some((one) => one.soft) ? 'TEMP_DNS' : 'NO_MX_OR_IP'));
+  const soft = found.find((one) => one.soft);
+  return fail(soft ? failure('TEMP_DNS', soft.cause) : failure('NO_MX_OR_IP'));
 }
 
 /**
@@ -236,6 +284,10 @@ interface Lookup {
   readonly addresses: Address[];
   /** A temporary failure was met (and may be why there are no addresses). */
   readonly soft: boolean;
+  /** c-ares refused to ask about the name. */
+  readonly badName?: boolean;
+  /** The error behind a temporary failure, for the log. */
+  readonly cause?: string;
 }
 
 // A, then AAAA, of one name; asked in parallel, IPv4 listed first.
@@ -247,22 +299,32 @@ async function lookupAddresses(name: string, pref: number, resolver: DnsLike): P
   const addresses: Address[] = [];
   for (const ip of v4.kind === 'ok' ? v4.value : []) addresses.push({ ip, family: 4, pref, name });
   for (const ip of v6.kind === 'ok' ? v6.value : []) addresses.push({ ip, family: 6, pref, name });
-  return { addresses, soft: v4.kind === 'soft' || v6.kind === 'soft' };
+  const soft = [v4, v6].find((one) => one.kind === 'soft');
+  const badName = v4.kind === 'hard' && v4.badName && v6.kind === 'hard' && v6.badName;
+  return {
+    addresses,
+    soft: soft !== undefined,
+    ...(badName ? { badName } : {}),
+    ...(soft?.kind === 'soft' ? { cause: soft.cause } : {}),
+  };
 }
 
-type Attempt<T> = { kind: 'ok'; value: T } | { kind: 'hard' } | { kind: 'soft' };
+type Attempt<T> = { kind: 'ok'; value: T } | { kind: 'hard'; badName: boolean } | { kind: 'soft'; cause: string };
 
-// Hard means "this name has no such data", for good: NXDOMAIN, no data of that type (spec §10
-// item 5), or a name c-ares will not even ask about (empty label, label over 63 bytes).
-// Everything else (SERVFAIL, REFUSED, timeout, bad reply, no server) may pass: soft.
-const HARD_DNS_ERRORS = new Set(['ENOTFOUND', 'ENODATA', 'EBADNAME']);
+// Hard means DNS answered "this name has no such data", for good: NXDOMAIN, no data of that
+// type (spec §10 item 5). EBADNAME is no answer at all (c-ares would not send the query) and
+// is told apart: see unaskable(). Everything else (SERVFAIL, REFUSED, timeout, bad reply, no
+// server, an error without a code) may pass: soft.
+const HARD_DNS_ERRORS = new Set(['ENOTFOUND', 'ENODATA']);
 
 async function attempt<T>(query: () => Promise<T>): Promise<Attempt<T>> {
   try {
     return { kind: 'ok', value: await query() };
   } catch (error) {
     const code = (error as NodeJS.ErrnoException | undefined)?.code;
-    return { kind: code !== undefined && HARD_DNS_ERRORS.has(code) ? 'hard' : 'soft' };
+    if (code === 'EBADNAME') return { kind: 'hard', badName: true };
+    if (code !== undefined && HARD_DNS_ERRORS.has(code)) return { kind: 'hard', badName: false };
+    return { kind: 'soft', cause: describeCause(error) };
   }
 }
 

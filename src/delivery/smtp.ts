@@ -1,13 +1,29 @@
 // One delivery attempt over SMTP, as qmail-remote's smtp() does it (spec §2.1, §5.4, §6): try
 // the addresses in order until one connects, then greeting, EHLO (HELO fallback), STARTTLS
 // when offered, AUTH when configured, MAIL, one RCPT at a time, DATA, the message, the final
-// dot, QUIT without waiting. Every outcome is one set of reports in qmail-remote's words.
+// dot, QUIT without waiting. Every outcome is one catalogued report (src/common/failures.ts).
 //
-// nodemailer's SMTPConnection sets the session up (greeting, EHLO/HELO, STARTTLS, AUTH). The
-// transaction is driven here through the same two internals its own verbs use
-// (_responseActions, _sendCommand), because send() judges replies differently from qmail
-// (only 2xx succeeds, PIPELINING, trimmed addresses) and reports the recipients only at the
-// end. Replies are quoted from the bytes as received (see Wire.replyFor).
+// nodemailer's SMTPConnection sets the session up through its public API (connect(), login(),
+// close(), `secure`). The transaction is driven here, one command at a time, because send()
+// judges replies differently from qmail (only 2xx succeeds, PIPELINING, trimmed and UTF-8
+// encoded addresses) and reports the recipients only at the end. That takes four private
+// members of nodemailer 10.6.0, pinned exactly in package.json and each checked by
+// test/delivery/nodemailer-contract.test.ts:
+//   _socket            the socket in use (the TLS one after STARTTLS): commands, the message
+//                      and QUIT are written to it as bytes (_sendCommand would encode them
+//                      as UTF-8, turning a Latin-1 address into other bytes);
+//   _responseActions   the handler of the next reply, queued when a command has been sent;
+//   _processResponse / _responseQueue
+//                      wrapped to see each reply's bytes before nodemailer decodes them, and
+//                      to notice replies nobody asked for;
+//   upgrading          a STARTTLS handshake is under way (its failure earns a plaintext retry).
+//
+// Never a false K (unlike qmail): the dialogue is lock-step, so the server may only speak when
+// one reply is due. Input at any other time, more than one reply at once, a reply to DATA that
+// is not 3xx or a reply below 400 to the final dot that is not 2xx means its replies and our
+// commands may be out of step: the delivery stops with Z (OUT_OF_STEP) and the mail stays
+// queued. A reply that a server sends early but that arrives after the final dot was written
+// cannot be told from the real one, by this or by any client.
 //
 // Trusts: the caller for the message bytes (CRLF lines, already signed, not dot-stuffed) and
 // for the addresses to connect to (loopback or not is the router's business). Does not trust
@@ -16,8 +32,17 @@
 import { connect, type Socket } from 'node:net';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import { DotStuffer } from './transparency.ts';
-import { failure, type Failure } from '../common/failures.ts';
-import type { MessageLetter, MessageReport, RecipientReport, Reports } from './report.ts';
+import {
+  BAD_RECIPIENT,
+  describeCause,
+  failure,
+  recipientRejected,
+  smtpReport,
+  type Failure,
+  type SmtpOutcome,
+  type SmtpReply,
+} from '../common/failures.ts';
+import type { MessageReport, RecipientReport, Reports } from './report.ts';
 
 export interface DeliveryAddress {
   ip: string;
@@ -29,9 +54,12 @@ export interface Delivery {
   addresses: DeliveryAddress[];
   port: number;
   helohost: string;
-  /** '' is a bounce (MAIL FROM:<>); the double bounce sender '#@[]' passes as is. */
+  /**
+   * One char per byte (see argv.ts), sent as those bytes. '' is a bounce (MAIL FROM:<>); the
+   * double bounce sender '#@[]' passes as is.
+   */
   sender: string;
-  /** argv order; the recipient reports come back in the same order. */
+  /** argv order, one char per byte; the recipient reports come back in the same order. */
   recips: string[];
   /** CRLF lines, already signed, not dot-stuffed. Called at most once, after DATA was accepted. */
   message: () => NodeJS.ReadableStream | AsyncIterable<Buffer> | Iterable<Buffer>;
@@ -43,12 +71,20 @@ export interface Delivery {
   auth?: { user: string; pass: string };
 }
 
+/** The stages of the dialogue, for the log line. */
+export type Stage = 'envelope' | 'connect' | 'greeting' | 'auth' | 'mail' | 'rcpt' | 'data' | 'message';
+
+/** How a dialogue ended: a catalogued report (SMTP stage or plain failure). */
+export type Ending = SmtpOutcome | Failure;
+
 export interface DeliveryResult {
   reports: Reports;
   /** The address the reports talk about, when a connection was made. */
   ip?: string;
-  /** Where the dialogue ended, for the log. */
-  stage?: string;
+  /** For the log: the catalogue code, where the dialogue ended and why, when known. */
+  code: string;
+  stage: Stage;
+  cause?: string;
 }
 
 // qmail-remote.c HUGESMTPTEXT: "Remote host said" quotes at most this many bytes of a reply.
@@ -62,41 +98,59 @@ const UNPARSABLE_CODE = 451;
 const QUIT_WRITE_MS = 1000;
 // setTimeout turns anything longer into 1 ms, with a warning on stderr (the report pipe).
 const MAX_TIMER_MS = 2 ** 31 - 1;
-// Addresses go between < and > on one command line; these would end or split it.
-const UNSAFE_ADDRESS = /[\r\n\0<>]/;
-const BAD_RECIPIENT = 'Sorry, the recipient address contains characters SMTP cannot carry. (#5.1.3)\n';
+// Bytes that would end or split the command line even inside quotes (quote.c escapes CR and
+// LF with a backslash, but the bytes still go out and a CRLF would end the command).
+const LINE_BREAKING = /[\r\n\0]/;
+// Outside a quoted local part (the domain, or an address without '@') these end the path.
+const PATH_ENDING = /[<>]/;
+// A 530 on the plaintext retry after a failed handshake: the server wants the TLS we could not do.
+const TLS_WANTED = 530;
 
 export async function deliver(d: Delivery): Promise<DeliveryResult> {
   try {
     return await attempt(d);
-  } catch {
-    return { reports: { recipients: [], message: asReport(failure('INTERNAL')) } };
+  } catch (error) {
+    return result([], failure('INTERNAL', error), 'connect');
   }
 }
 
 async function attempt(d: Delivery): Promise<DeliveryResult> {
   const envelope = checkEnvelope(d);
-  if ('failure' in envelope) return envelope.failure;
+  if ('refused' in envelope) return envelope.refused;
   for (const address of d.addresses) {
     const socket = await connectTcp(address.ip, d.port, milliseconds(d.timeoutConnect));
     if (!socket) continue;
-    const result = await session(socket, address.ip, d, envelope, true);
-    if (result !== TLS_FAILED) return result;
-    return retryWithoutTls(address.ip, d, envelope);
+    const first = await session(socket, address.ip, d, envelope, { startTls: true, retry: false });
+    if (first.ending.code !== 'TLS_FAILED') return sessionResult(first, address.ip);
+    return retryWithoutTls(address.ip, d, envelope, first);
   }
-  return { reports: { recipients: [], message: asReport(failure('NO_CONNECTION')) }, stage: 'connect' };
+  return result([], failure('NO_CONNECTION'), 'connect');
 }
 
 /**
  * A failed TLS handshake gets one more connection to the same address in plaintext, as
- * Postfix's "may" level does: opportunistic TLS must not cost deliverability.
+ * Postfix's "may" level does: opportunistic TLS must not cost deliverability. But a refusal
+ * that may only mean "not without TLS" must not bounce the mail either: on this retry a 530
+ * anywhere, and any 5xx to MAIL or RCPT, defers (see softOnly).
  */
-async function retryWithoutTls(ip: string, d: Delivery, envelope: Envelope): Promise<DeliveryResult> {
+async function retryWithoutTls(ip: string, d: Delivery, envelope: Envelope, first: Session): Promise<DeliveryResult> {
   const socket = await connectTcp(ip, d.port, milliseconds(d.timeoutConnect));
-  if (!socket) return stopped([], ip, { kind: 'died', critical: false }, 'starttls');
-  const result = await session(socket, ip, d, envelope, false);
-  // Unreachable: without STARTTLS there is no handshake to fail.
-  return result === TLS_FAILED ? stopped([], ip, { kind: 'died', critical: false }, 'starttls') : result;
+  if (!socket) return sessionResult(first, ip);
+  return sessionResult(await session(socket, ip, d, envelope, { startTls: false, retry: true }), ip);
+}
+
+function sessionResult(s: Session, ip: string): DeliveryResult {
+  return { ...result(s.recipients, s.ending, s.stage), ip };
+}
+
+function result(recipients: RecipientReport[], ending: Ending, stage: Stage): DeliveryResult {
+  const message: MessageReport = { letter: ending.letter, text: ending.text };
+  return {
+    reports: { recipients, message },
+    code: ending.code,
+    stage,
+    ...(ending.cause !== undefined ? { cause: ending.cause } : {}),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -108,19 +162,26 @@ interface Envelope {
   recips: Array<string | null>;
 }
 
-function checkEnvelope(d: Delivery): Envelope | { failure: DeliveryResult } {
-  if (UNSAFE_ADDRESS.test(d.sender)) return { failure: onlyMessage(failure('BAD_SENDER')) };
-  const recips = d.recips.map((recip) => (UNSAFE_ADDRESS.test(recip) ? null : addrmangle(recip)));
+function checkEnvelope(d: Delivery): Envelope | { refused: DeliveryResult } {
+  if (!sendable(d.sender)) return { refused: result([], failure('BAD_SENDER'), 'envelope') };
+  const recips = d.recips.map((recip) => (sendable(recip) ? addrmangle(recip) : null));
   if (!recips.some((recip) => recip !== null)) {
     const rejected = recips.map((): RecipientReport => ({ letter: 'h', text: BAD_RECIPIENT }));
-    return { failure: { reports: { recipients: rejected, message: asReport(failure('NO_RECIPIENT')) } } };
+    return { refused: result(rejected, failure('NO_RECIPIENT'), 'envelope') };
   }
   return { sender: addrmangle(d.sender), recips };
 }
 
+/** Whether the address, once quoted, still fits between < and > on one command line. */
+function sendable(address: string): boolean {
+  if (LINE_BREAKING.test(address)) return false;
+  const at = address.lastIndexOf('@');
+  return !PATH_ENDING.test(at < 0 ? address : address.slice(at + 1));
+}
+
 /**
  * qmail-remote's addrmangle() without the CNAME step (spec §1): split at the last '@', quote
- * the local part when it is not a dot-atom, keep the domain; no '@' means verbatim.
+ * the local part as quote.c does, keep the domain; no '@' means verbatim. One char per byte.
  */
 export function addrmangle(address: string): string {
   const at = address.lastIndexOf('@');
@@ -128,9 +189,10 @@ export function addrmangle(address: string): string {
   return quote(address.slice(0, at)) + address.slice(at);
 }
 
-// quote.c: the characters a local part may hold unquoted.
+// quote.c's ok[]: the bytes a local part may hold unquoted (none of 0x80 and above).
 const ATOM = /^[!#$%&'*+\-./0-9=?A-Z^_`a-z{|}~]+$/;
 
+/** quote.c: quote an empty local part, one with any other byte, or a leading, trailing or double dot. */
 function quote(local: string): string {
   const needed = !ATOM.test(local) || local.startsWith('.') || local.endsWith('.') || local.includes('..');
   return needed ? `"${local.replace(/[\r\n"\\]/g, '\\$&')}"` : local;
@@ -176,63 +238,37 @@ function milliseconds(seconds: number): number {
 // ---------------------------------------------------------------------------------------------
 // The dialogue
 
-const TLS_FAILED = Symbol('TLS handshake failed');
-
-type Stage = 'greeting' | 'auth' | 'mail' | 'rcpt' | 'data' | 'message';
-
-/** How a session ended early: each kind is one report (see stopReport). */
-type Stop =
-  | { kind: 'died'; critical: boolean }
-  | { kind: 'tls' }
-  | { kind: 'greeting'; reply: Reply }
-  | { kind: 'helo'; reply: Reply };
-
-class Stopped extends Error {
-  readonly stop: Stop;
-  constructor(stop: Stop) {
-    super(stop.kind);
-    this.stop = stop;
-  }
+interface SessionOptions {
+  startTls: boolean;
+  /** The plaintext retry after a failed handshake: refusals that may mean "TLS only" defer. */
+  retry: boolean;
 }
 
-/** The message source failed while the body was going out; the final dot was never sent. */
-class ReadFailed extends Error {}
-
-/** The end of a dialogue that went as far as a reply: its report, then QUIT. */
-interface Ending {
-  message: MessageReport;
+interface Session {
+  recipients: RecipientReport[];
+  ending: Ending;
   stage: Stage;
 }
 
-async function session(
-  socket: Socket,
-  ip: string,
-  d: Delivery,
-  envelope: Envelope,
-  startTls: boolean,
-): Promise<DeliveryResult | typeof TLS_FAILED> {
+/** The reply, or how the dialogue ended while waiting for it. */
+type Step<T> = T | { ended: Ending };
+
+const ended = <T>(step: Step<T>): step is { ended: Ending } =>
+  typeof step === 'object' && step !== null && 'ended' in step;
+
+async function session(socket: Socket, ip: string, d: Delivery, envelope: Envelope, options: SessionOptions): Promise<Session> {
+  const recipients: RecipientReport[] = [];
+  const progress = { stage: 'greeting' as Stage };
   let wire: Wire;
   try {
-    wire = new Wire(socket, ip, d, startTls);
+    wire = new Wire(socket, ip, d, options.startTls);
   } catch (error) {
     socket.destroy();
-    throw error;
+    return { recipients, ending: failure('INTERNAL', error), stage: 'greeting' };
   }
-  const recipients: RecipientReport[] = [];
-  const progress: { stage: Stage } = { stage: 'greeting' };
-  try {
-    const ending = await dialogue(wire, ip, d, envelope, recipients, progress);
-    await wire.quit();
-    return { reports: { recipients, message: ending.message }, ip, stage: ending.stage };
-  } catch (error) {
-    wire.close();
-    if (error instanceof ReadFailed) {
-      return { reports: { recipients, message: asReport(failure('READ_MESSAGE')) }, ip, stage: progress.stage };
-    }
-    if (!(error instanceof Stopped)) throw error;
-    if (error.stop.kind === 'tls') return TLS_FAILED;
-    return stopped(recipients, ip, error.stop, progress.stage);
-  }
+  const ending = await dialogue(wire, ip, d, envelope, options, recipients, progress);
+  await wire.quit();
+  return { recipients, ending, stage: progress.stage };
 }
 
 async function dialogue(
@@ -240,10 +276,12 @@ async function dialogue(
   ip: string,
   d: Delivery,
   envelope: Envelope,
+  options: SessionOptions,
   recipients: RecipientReport[],
   progress: { stage: Stage },
 ): Promise<Ending> {
-  await wire.open();
+  const opened = await wire.open();
+  if (ended(opened)) return opened.ended;
   if (d.auth) {
     progress.stage = 'auth';
     const refused = await authenticate(wire, ip, d.auth);
@@ -251,26 +289,38 @@ async function dialogue(
   }
   progress.stage = 'mail';
   const mail = await wire.command(`MAIL FROM:<${envelope.sender}>`);
-  if (mail.code >= 400) return ending(severity(mail), `Connected to ${ip} but sender was rejected.`, mail, 'mail');
+  if (ended(mail)) return mail.ended;
+  if (mail.code >= 400) return smtpReport('SENDER_REJECTED', ip, { reply: mail, softOnly: options.retry });
   progress.stage = 'rcpt';
-  await rcpts(wire, ip, envelope.recips, recipients);
-  // Every rejection was quoted in its recipient report already, so no reply text here.
-  if (!recipients.some((r) => r.letter === 'r')) return ending('D', `Giving up on ${ip}.`, undefined, 'rcpt');
+  const rcptEnding = await rcpts(wire, ip, envelope.recips, recipients, options.retry);
+  if (rcptEnding) return rcptEnding;
+  if (!recipients.some((r) => r.letter === 'r')) return smtpReport('NO_RECIPIENT_ACCEPTED', ip);
   progress.stage = 'data';
   const data = await wire.command('DATA');
-  if (data.code >= 400) return ending(severity(data), `${ip} failed on DATA command.`, data, 'data');
+  if (ended(data)) return data.ended;
+  if (data.code >= 400) return smtpReport('DATA_REJECTED', ip, { reply: data, softOnly: wantsTls(data, options) });
+  // qmail sends the message after any reply below 400; anything but 3xx here means the
+  // reply was not DATA's (a 250 left over from RCPT), and the message would be read as commands.
+  if (data.code < 300) return wire.outOfStep(`${data.code} to DATA`);
   progress.stage = 'message';
   const final = await wire.message(d.message);
-  if (final.code >= 400) return ending(severity(final), `${ip} failed after I sent the message.`, final, 'message');
-  return ending('K', `${ip} accepted message.`, final, 'message');
+  if (ended(final)) return final.ended;
+  if (final.code >= 400) return smtpReport('MESSAGE_REJECTED', ip, { reply: final, softOnly: wantsTls(final, options) });
+  if (final.code >= 300) return wire.outOfStep(`${final.code} to the final dot`);
+  return smtpReport('ACCEPTED', ip, { reply: final });
+}
+
+function wantsTls(reply: SmtpReply, options: SessionOptions): boolean {
+  return options.retry && reply.code === TLS_WANTED;
 }
 
 /** AUTH only over TLS (qmail's auth patches: credentials never travel in clear). */
 async function authenticate(wire: Wire, ip: string, auth: { user: string; pass: string }): Promise<Ending | null> {
-  if (!wire.secure) return ending('Z', `Connected to ${ip} but STARTTLS is required for AUTH. (#4.7.0)`, undefined, 'auth');
-  const result = await wire.login(auth);
-  if (result.accepted) return null;
-  return ending('Z', `Connected to ${ip} but authentication was rejected.`, result.reply, 'auth');
+  if (!wire.secure) return smtpReport('TLS_REQUIRED_FOR_AUTH', ip);
+  const login = await wire.login(auth);
+  if (ended(login)) return login.ended;
+  if (login.accepted) return null;
+  return smtpReport('AUTH_REJECTED', ip, login.reply ? { reply: login.reply } : {});
 }
 
 /**
@@ -278,79 +328,34 @@ async function authenticate(wire: Wire, ip: string, auth: { user: string; pass: 
  * Each report is kept as soon as it is known (qmail prints it at once), so a connection that
  * dies later still reports the recipients before it.
  */
-async function rcpts(wire: Wire, ip: string, recips: Array<string | null>, out: RecipientReport[]): Promise<void> {
-  for (const recip of recips) {
-    out.push(recip === null ? { letter: 'h', text: BAD_RECIPIENT } : await rcpt(wire, ip, recip));
-  }
-}
-
-async function rcpt(wire: Wire, ip: string, recip: string): Promise<RecipientReport> {
-  const reply = await wire.command(`RCPT TO:<${recip}>`);
-  if (reply.code < 400) return { letter: 'r', text: '' };
-  return { letter: reply.code >= 500 ? 'h' : 's', text: `${ip} does not like recipient.\n${said(reply)}` };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Reports
-
-function severity(reply: Reply): 'D' | 'Z' {
-  return reply.code >= 500 ? 'D' : 'Z';
-}
-
-function ending(letter: MessageLetter, sentence: string, reply: Reply | undefined, stage: Stage): Ending {
-  return { message: { letter, text: `${sentence}\n${reply ? said(reply) : ''}` }, stage };
-}
-
-function said(reply: Reply): string {
-  return `Remote host said: ${reply.text}`;
-}
-
-function stopReport(stop: Exclude<Stop, { kind: 'tls' }>, ip: string): MessageReport {
-  switch (stop.kind) {
-    case 'greeting':
-      return { letter: 'Z', text: `Connected to ${ip} but greeting failed.\n${said(stop.reply)}` };
-    case 'helo':
-      return { letter: 'Z', text: `Connected to ${ip} but my name was rejected.\n${said(stop.reply)}` };
-    case 'died': {
-      // qmail's flagcritical: the final dot reached the kernel, the server may have the message.
-      const duplicate = stop.critical ? 'Possible duplicate! ' : '';
-      return { letter: 'Z', text: `Connected to ${ip} but connection died. ${duplicate}(#4.4.2)\n` };
-    }
-  }
-}
-
-function stopped(
-  recipients: RecipientReport[],
+async function rcpts(
+  wire: Wire,
   ip: string,
-  stop: Exclude<Stop, { kind: 'tls' }>,
-  stage: string,
-): DeliveryResult {
-  return { reports: { recipients, message: stopReport(stop, ip) }, ip, stage };
-}
-
-function asReport(f: Failure): MessageReport {
-  return { letter: f.letter, text: f.text };
-}
-
-function onlyMessage(f: Failure): DeliveryResult {
-  return { reports: { recipients: [], message: asReport(f) } };
+  recips: Array<string | null>,
+  out: RecipientReport[],
+  retry: boolean,
+): Promise<Ending | null> {
+  for (const recip of recips) {
+    if (recip === null) {
+      out.push({ letter: 'h', text: BAD_RECIPIENT });
+      continue;
+    }
+    const reply = await wire.command(`RCPT TO:<${recip}>`);
+    if (ended(reply)) return reply.ended;
+    out.push(reply.code < 400 ? { letter: 'r', text: '' } : recipientRejected(ip, reply, retry));
+  }
+  return null;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Replies
-
-/** A server reply: the code of its first line and the text qmail quotes (see parseReply). */
-interface Reply {
-  code: number;
-  text: string;
-}
 
 /**
  * The reply as qmail's get()/outsmtptext() quote it, from its bytes (a latin1 string, one char
  * per byte, lines joined by LF): every line with its code and its LF, CR dropped, NUL as '?',
  * at most REPLY_TEXT_BYTES; a text cut inside a line still ends in LF, as reports must.
  */
-function parseReply(bytes: string): Reply {
+function parseReply(bytes: string): SmtpReply {
   const digits = /^\d{3}/.exec(bytes);
   let text = `${bytes}\n`.replace(/\r/g, '').replace(/\0/g, '?');
   if (text.length > REPLY_TEXT_BYTES) text = text.slice(0, REPLY_TEXT_BYTES).replace(/\n?$/, '\n');
@@ -366,22 +371,23 @@ function decodedLikeNodemailer(bytes: string): string {
 // ---------------------------------------------------------------------------------------------
 // The wire: nodemailer's SMTPConnection plus the few internals the transaction needs
 
-/** What SMTPConnection's own verbs use to send a command and await its reply. */
-interface Internals {
+/** The private members of SMTPConnection this module relies on (see the header). */
+export interface Internals {
+  _socket: Socket | false;
   /** Complete replies not yet handled, as bytes (latin1), lines joined by LF. */
   _responseQueue: string[];
   /** One handler per expected reply, in order. */
   _responseActions: Array<(reply: string) => void>;
-  _sendCommand(line: string): void;
   _processResponse(): unknown;
+  upgrading?: boolean;
 }
 
-function internalsOf(conn: SMTPConnection): Internals {
+export function internalsOf(conn: SMTPConnection): Internals {
   const inner = conn as unknown as Partial<Internals>;
   const usable =
+    '_socket' in inner &&
     Array.isArray(inner._responseQueue) &&
     Array.isArray(inner._responseActions) &&
-    typeof inner._sendCommand === 'function' &&
     typeof inner._processResponse === 'function';
   // A nodemailer release that reworked these fails here, as a Z report, not halfway through.
   if (!usable) throw new Error('nodemailer SMTPConnection internals have changed');
@@ -396,18 +402,31 @@ interface ConnectionError {
   message?: string;
 }
 
+type Phase = 'setup' | 'transaction';
+
 class Wire {
   private readonly conn: SMTPConnection;
   private readonly internals: Internals;
+  private readonly ip: string;
   /** The bytes of the reply nodemailer is handling right now. */
   private current: string | undefined;
-  private dead: Stop | null = null;
-  /** Rejecters of the steps under way, told when the connection ends. */
-  private readonly mourners = new Set<(stop: Stop) => void>();
+  /** How the dialogue ended, once it has: the first ending is the one reported. */
+  private ending: Ending | null = null;
+  /** The step waiting for a reply (lock-step: never more than one), told when the dialogue ends. */
+  private waiter: ((ending: Ending) => void) | null = null;
+  /** Who drives the dialogue: nodemailer (greeting, EHLO, STARTTLS, AUTH) or this module. */
+  private phase: Phase = 'setup';
+  /** In the transaction: a command is out and its reply has not come yet. */
+  private due = false;
+  /** The bytes received so far end inside a line: more input than the reply being read. */
+  private midLine = false;
+  /** The socket whose input is watched (the plain one, then the TLS one) and how. */
+  private watched: { socket: Socket; listener: (chunk: Buffer) => void } | null = null;
   /** The final dot has been written out: losing the connection now may duplicate the message. */
   private flushed = false;
 
   constructor(socket: Socket, ip: string, d: Delivery, startTls: boolean) {
+    this.ip = ip;
     const remote = milliseconds(d.timeoutRemote);
     this.conn = new SMTPConnection({
       connection: socket,
@@ -430,9 +449,10 @@ class Wire {
       transactionLog: false,
     });
     this.internals = internalsOf(this.conn);
+    this.watch(socket);
     this.captureReplies();
-    this.conn.on('error', (error: ConnectionError) => this.die(this.classify(error)));
-    this.conn.on('end', () => this.die(this.classify({})));
+    this.conn.on('error', (error: ConnectionError) => this.end(this.classify(error)));
+    this.conn.on('end', () => this.end(this.classify({ message: 'connection closed' })));
   }
 
   get secure(): boolean {
@@ -440,13 +460,13 @@ class Wire {
   }
 
   /** Greeting, EHLO or HELO, and STARTTLS when offered. */
-  open(): Promise<void> {
-    return this.step<void>((resolve, reject) => {
-      this.conn.connect((error) => (error ? reject(this.classify(error)) : resolve()));
+  open(): Promise<Step<true>> {
+    return this.step<true>((resolve) => {
+      this.conn.connect((error) => (error ? this.end(this.classify(error)) : resolve(true)));
     });
   }
 
-  login(auth: { user: string; pass: string }): Promise<{ accepted: boolean; reply?: Reply }> {
+  login(auth: { user: string; pass: string }): Promise<Step<{ accepted: boolean; reply?: SmtpReply }>> {
     return this.step((resolve) => {
       this.conn.login({ user: auth.user, pass: auth.pass }, (error) => {
         if (!error) return resolve({ accepted: true });
@@ -456,37 +476,53 @@ class Wire {
     });
   }
 
-  /** Sends one command line and resolves with its reply. */
-  command(line: string): Promise<Reply> {
+  /** Sends one command line (one char per byte) and resolves with its reply. */
+  command(line: string): Promise<Step<SmtpReply>> {
+    this.startTransaction();
     const reply = this.expectReply();
-    if (!this.dead) this.internals._sendCommand(line);
+    this.send(Buffer.from(`${line}\r\n`, 'latin1'));
     return reply;
   }
 
   /**
-   * Sends the message with dot-stuffing and the final dot (src/transparency.ts) and resolves with the reply to the dot. A reply that
-   * comes early is only looked at once the dot is out, so K always follows the whole message.
+   * Sends the message with dot-stuffing and the final dot (transparency.ts) and resolves with
+   * the reply to the dot. No reply is due before the dot is out: one that comes sooner stops
+   * the delivery (OUT_OF_STEP), so K always answers the whole message.
    */
-  async message(source: Delivery['message']): Promise<Reply> {
-    const reply = this.expectReply();
-    reply.catch(() => undefined); // judged below, after the body; a death rejects both
-    await this.sendBody(source);
+  async message(source: Delivery['message']): Promise<Step<SmtpReply>> {
+    const socket = this.internals._socket;
+    if (this.ending || !socket) return { ended: this.ending ?? this.died('no socket') };
+    const stuffer = new DotStuffer();
+    const sent = await this.writeBody(socket, source, stuffer);
+    if (sent !== null) return { ended: this.end(sent) };
+    // The dot's reply is due as soon as the dot is handed over: over TLS the write's callback
+    // can come after the reply has been read. qmail's flagcritical ("Possible duplicate!") is
+    // set when the write completes, or by the reply itself, which proves the dot arrived.
+    const reply = this.expectReply(true);
+    if (await writeChunk(socket, stuffer.end())) this.flushed = true;
+    else this.end(this.died('write failed'));
     return reply;
+  }
+
+  /** Ends the dialogue as out of step with the server; the report says so. */
+  outOfStep(why: string): Ending {
+    return this.end(smtpReport(this.flushed ? 'OUT_OF_STEP_AFTER_DOT' : 'OUT_OF_STEP', this.ip, { cause: why }));
   }
 
   /** QUIT without waiting for the answer, then close. */
   quit(): Promise<void> {
-    const socket = this.conn._socket;
-    if (this.dead || !socket) {
-      this.close();
+    const socket = this.internals._socket;
+    if (!socket || socket.destroyed) {
+      this.conn.close();
       return Promise.resolve();
     }
-    // If the 221 arrives before the close, nodemailer must not take it for an unexpected reply.
+    // Nothing may be read from now on: whatever the server says, the report is decided.
+    this.due = true;
     this.internals._responseActions.push(() => undefined);
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
-        this.close();
+        this.conn.close();
         resolve();
       };
       const timer = setTimeout(done, QUIT_WRITE_MS);
@@ -494,100 +530,143 @@ class Wire {
     });
   }
 
-  close(): void {
-    this.conn.close();
-  }
-
-  private sendBody(source: Delivery['message']): Promise<void> {
-    const socket = this.conn._socket;
-    if (this.dead || !socket) return Promise.reject(new Stopped(this.dead ?? this.classify({})));
-    const sent = this.writeBody(socket, source);
-    return this.step<void>((resolve, reject) => {
-      sent.then(resolve, (error: unknown) => reject(error instanceof ReadFailed ? error : this.classify({})));
-    });
-  }
-
   /**
-   * One chunk at a time, the next only once the socket has taken the last: a chunk may be a
-   * view into a buffer its producer reuses (src/message.ts), and nothing piles up in memory
-   * however large the message. The moment the final dot's write completes is qmail's
-   * "flushed": a connection that dies after it may have delivered the message.
+   * The message without the final dot, one chunk at a time, the next only once the socket has
+   * taken the last: a chunk may be a view into a buffer its producer reuses (mail/message.ts),
+   * and nothing piles up in memory however large the message.
    */
-  private async writeBody(socket: Socket, source: Delivery['message']): Promise<void> {
-    const stuffer = new DotStuffer();
-    for await (const chunk of readMessage(source)) {
-      if (this.dead) throw new Error('connection died');
-      await writeChunk(socket, stuffer.stuff(chunk));
+  private async writeBody(socket: Socket, source: Delivery['message'], stuffer: DotStuffer): Promise<Ending | null> {
+    const chunks = readMessage(source);
+    for (;;) {
+      const next = await chunks.next();
+      if (this.ending) return this.ending;
+      if (next.done) return null;
+      if ('failed' in next.value) return failure('READ_MESSAGE', next.value.failed);
+      if (!(await writeChunk(socket, stuffer.stuff(next.value.chunk)))) return this.ending ?? this.died('write failed');
     }
-    await writeChunk(socket, stuffer.end());
-    this.flushed = true;
   }
 
-  /** Queues the handler for the next reply; the reply resolves the step synchronously. */
-  private expectReply(): Promise<Reply> {
-    return this.step<Reply>((resolve) => {
-      this.internals._responseActions.push((str) => resolve(this.replyFor(str)));
+  /** Hands the socket a command; a failed write ends the dialogue through 'error' or 'end'. */
+  private send(bytes: Buffer): void {
+    const socket = this.internals._socket;
+    if (this.ending) return;
+    if (!socket || socket.destroyed) {
+      this.end(this.died('socket gone'));
+      return;
+    }
+    socket.write(bytes);
+  }
+
+  /** From the first command on, this module reads the replies; the TLS socket is watched too. */
+  private startTransaction(): void {
+    if (this.phase === 'transaction') return;
+    this.phase = 'transaction';
+    const socket = this.internals._socket;
+    if (socket) this.watch(socket);
+    // The setup's last reply was handled; anything after it came unasked.
+    if (this.midLine || this.internals._responseQueue.length > 0) this.outOfStep('input after the session was set up');
+  }
+
+  /** Queues the handler of the next reply and marks it due. */
+  private expectReply(toTheDot = false): Promise<Step<SmtpReply>> {
+    return this.step<SmtpReply>((resolve) => {
+      this.due = true;
+      this.internals._responseActions.push((str) => {
+        this.due = false;
+        if (toTheDot) this.flushed = true;
+        const reply = this.replyFor(str);
+        // Lock-step: this reply must be all there is; a further line, or part of one, is unasked.
+        if (this.midLine || this.internals._responseQueue.length > 0) this.outOfStep('more input than one reply');
+        else resolve(reply);
+      });
     });
   }
 
-  /**
-   * A promise for one step of the dialogue that is rejected as soon as the connection ends,
-   * unless the step settled first (a 421 reply arrives, then the server closes).
-   */
-  private step<T>(start: (resolve: (value: T) => void, reject: (reason: Stop | Error) => void) => void): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      if (this.dead) return reject(new Stopped(this.dead));
-      const mourn = (stop: Stop): void => reject(new Stopped(stop));
-      this.mourners.add(mourn);
-      start(
-        (value) => {
-          this.mourners.delete(mourn);
-          resolve(value);
-        },
-        (reason) => {
-          this.mourners.delete(mourn);
-          reject(reason instanceof Error ? reason : new Stopped(reason));
-        },
-      );
+  /** A step of the dialogue: resolves with its value, or with the ending if the dialogue ends first. */
+  private step<T>(start: (resolve: (value: T) => void) => void): Promise<Step<T>> {
+    return new Promise<Step<T>>((resolve) => {
+      if (this.ending) return resolve({ ended: this.ending });
+      this.waiter = (ending) => resolve({ ended: ending });
+      start((value) => {
+        this.waiter = null;
+        resolve(value);
+      });
     });
   }
 
-  private die(stop: Stop): void {
-    if (this.dead) return;
-    this.dead = stop;
-    for (const mourn of this.mourners) mourn(stop);
-    this.mourners.clear();
+  /** Records the ending (the first one wins), closes the connection and tells the waiting step. */
+  private end(ending: Ending): Ending {
+    if (this.ending) return this.ending;
+    this.ending = ending;
+    const waiter = this.waiter;
+    this.waiter = null;
+    waiter?.(ending);
+    this.conn.close();
+    return ending;
+  }
+
+  private died(cause: unknown): Ending {
+    return smtpReport(this.flushed ? 'CONNECTION_DIED_AFTER_DOT' : 'CONNECTION_DIED', this.ip, { cause });
   }
 
   /** What an error from nodemailer means for the report. */
-  private classify(error: ConnectionError): Stop {
-    if (this.dead) return this.dead;
+  private classify(error: ConnectionError): Ending {
+    if (this.ending) return this.ending;
+    const cause = describeCause(error);
     // The STARTTLS handshake failed or the server dropped it: worth a plaintext retry.
-    if (this.conn.upgrading) return { kind: 'tls' };
+    if (this.internals.upgrading) return smtpReport('TLS_FAILED', this.ip, { cause });
     const response = error.response;
-    if (response !== undefined && error.code === 'EPROTOCOL' && /greeting/i.test(error.message ?? '')) {
-      return { kind: 'greeting', reply: this.replyFor(response) };
+    if (error.code === 'EPROTOCOL' && /^Unexpected Response/.test(error.message ?? '')) {
+      return smtpReport(this.flushed ? 'OUT_OF_STEP_AFTER_DOT' : 'OUT_OF_STEP', this.ip, { cause });
     }
-    if (response !== undefined && (error.command === 'HELO' || error.command === 'EHLO')) {
-      return { kind: 'helo', reply: this.replyFor(response) };
+    const reply = response === undefined ? undefined : this.replyFor(response);
+    if (reply && error.code === 'EPROTOCOL' && /greeting/i.test(error.message ?? '')) {
+      return smtpReport('GREETING_FAILED', this.ip, { reply, cause });
     }
-    return { kind: 'died', critical: this.flushed };
+    if (reply && (error.command === 'HELO' || error.command === 'EHLO')) {
+      return smtpReport('HELO_REJECTED', this.ip, { reply, cause });
+    }
+    return this.died(cause);
+  }
+
+  /**
+   * Watches a socket's input before nodemailer sees it: input while no reply is due stops the
+   * delivery, and whether the input so far ends inside a line is kept for expectReply().
+   */
+  private watch(socket: Socket): void {
+    if (this.watched?.socket === socket) return;
+    // After STARTTLS the plain socket carries only ciphertext, which says nothing about lines.
+    this.watched?.socket.removeListener('data', this.watched.listener);
+    const listener = (chunk: Buffer): void => {
+      if (chunk.length === 0) return;
+      this.midLine = chunk[chunk.length - 1] !== 0x0a;
+      if (this.phase === 'transaction' && !this.due) this.outOfStep('input while no reply was due');
+    };
+    this.watched = { socket, listener };
+    this.midLine = false;
+    socket.prependListener('data', listener);
   }
 
   /**
    * Records the bytes of each reply before nodemailer decodes them as UTF-8 (which would
-   * lose them for 8-bit text), so reports quote what the server sent, as qmail does.
+   * lose them for 8-bit text), so reports quote what the server sent, as qmail does. More
+   * than one reply waiting at once is more than lock-step allows.
    */
   private captureReplies(): void {
     const original = this.internals._processResponse;
     this.internals._processResponse = () => {
+      if (this.ending) return false;
+      if (this.internals._responseQueue.length > 1) {
+        this.outOfStep('several replies at once');
+        return false;
+      }
       this.current = this.internals._responseQueue[0];
       return original.call(this.conn);
     };
   }
 
   /** The reply nodemailer handed over, as bytes: the captured ones when they are its source. */
-  private replyFor(decoded: string): Reply {
+  private replyFor(decoded: string): SmtpReply {
     const current = this.current;
     if (current !== undefined && decodedLikeNodemailer(current) === decoded) return parseReply(current);
     // Not from the queue (e.g. a reply cut short by a close): re-encode what is known.
@@ -596,19 +675,20 @@ class Wire {
   }
 }
 
-/** The message as Buffers; a failure to read it is told apart from a failure to send it. */
-function writeChunk(socket: Socket, data: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    socket.write(data, (error) => (error ? reject(error) : resolve()));
+/** Resolves true once the socket has taken the bytes, false if it could not. */
+function writeChunk(socket: Socket, data: Buffer): Promise<boolean> {
+  return new Promise((resolve) => {
+    socket.write(data, (error) => resolve(!error));
   });
 }
 
-async function* readMessage(source: Delivery['message']): AsyncGenerator<Buffer> {
+/** The message as Buffers; a failure to read it is told apart from a failure to send it. */
+async function* readMessage(source: Delivery['message']): AsyncGenerator<{ chunk: Buffer } | { failed: unknown }> {
   try {
     for await (const chunk of source()) {
-      yield typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk;
+      yield { chunk: typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk };
     }
   } catch (error) {
-    throw new ReadFailed('message source failed', { cause: error });
+    yield { failed: error };
   }
 }

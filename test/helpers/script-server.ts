@@ -20,11 +20,19 @@ export interface Action {
    * close: a server that says it starts TLS and does not.
    */
   answerNextWith?: string | Buffer;
+  /**
+   * Then read everything that follows without ever answering (a TLS handshake that never
+   * completes, a server that hangs mid-dialogue), until the client gives up.
+   */
+  ignoreRest?: boolean;
 }
 
 export interface Script {
-  /** The banner; default '220 script.test ESMTP'. */
-  greeting?: Step;
+  /**
+   * The banner; default '220 script.test ESMTP'. An array gives the banners of successive
+   * connections; its last entry repeats.
+   */
+  greeting?: Step | Step[];
   /**
    * Keyed by verb (EHLO, HELO, MAIL, RCPT, DATA, QUIT, STARTTLS, ...) and '.' for the end of
    * the message. An array gives the replies of successive uses in one connection; its last
@@ -33,6 +41,12 @@ export interface Script {
   replies?: Record<string, Step | Step[]>;
   /** Destroy the connection as soon as the first bytes of the message arrive. */
   dropInBody?: boolean;
+  /**
+   * Sent once, as soon as the first bytes of the message arrive, long before the final dot:
+   * a reply (a string gets CRLF appended) the client must not take for the dot's. The server
+   * then stops reading, so a large message is still being sent when the reply arrives.
+   */
+  replyInBody?: string | Buffer;
 }
 
 export interface ScriptSession {
@@ -77,7 +91,7 @@ export async function startScriptServer(script: Script = {}, host = '127.0.0.1')
   const server = createServer((socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
-    sessions.push(serve(socket, script));
+    sessions.push(serve(socket, script, sessions.length));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -101,7 +115,7 @@ function closeServer(server: Server, sockets: Set<Socket>): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-function serve(socket: Socket, script: Script): ScriptSession {
+function serve(socket: Socket, script: Script, index: number): ScriptSession {
   let markClosed: () => void = () => undefined;
   const chunks: Buffer[] = [];
   const session: ScriptSession = {
@@ -125,12 +139,15 @@ function serve(socket: Socket, script: Script): ScriptSession {
   let length = 0;
   let tail: Buffer = Buffer.from('\r\n');
   let hijacked: Buffer | null = null;
+  let ignoring = false;
+  let repliedInBody = false;
 
   const act = (step: Step): void => {
     if (socket.destroyed) return;
     if (typeof step === 'string' || Buffer.isBuffer(step)) return void socket.write(asBytes(step));
     if (step.reply !== undefined) socket.write(asBytes(step.reply));
     if (step.answerNextWith !== undefined) hijacked = asBytes(step.answerNextWith, false);
+    if (step.ignoreRest) ignoring = true;
     if (step.close) socket.destroy();
   };
   const stepFor = (verb: string): Step => {
@@ -156,6 +173,11 @@ function serve(socket: Socket, script: Script): ScriptSession {
       socket.destroy();
       return false;
     }
+    if (script.replyInBody !== undefined && !repliedInBody) {
+      repliedInBody = true;
+      socket.write(asBytes(script.replyInBody));
+      socket.pause();
+    }
     const probe = Buffer.concat([tail, pending]);
     const found = probe.indexOf(END_OF_DATA);
     parts.push(pending);
@@ -177,6 +199,7 @@ function serve(socket: Socket, script: Script): ScriptSession {
 
   socket.on('data', (chunk: Buffer) => {
     chunks.push(chunk);
+    if (ignoring) return;
     if (hijacked !== null) {
       socket.end(hijacked);
       return;
@@ -195,7 +218,9 @@ function serve(socket: Socket, script: Script): ScriptSession {
       if (socket.destroyed) return;
     }
   });
-  act(script.greeting ?? '220 script.test ESMTP');
+  const greetings = script.greeting;
+  const greeting = Array.isArray(greetings) ? greetings[Math.min(index, greetings.length - 1)] : greetings;
+  act(greeting ?? '220 script.test ESMTP');
   return session;
 }
 
