@@ -10,7 +10,7 @@
 // regular file; its directory must exist (a missing one is not created: a typo in dklog should
 // not make directories as the qmailr user). Any of these failures drops the line; the report
 // was written before, and the process ends within a bound whatever the log does.
-import { closeSync, constants, createWriteStream, fstatSync, openSync } from 'node:fs';
+import { closeSync, constants, createWriteStream, fstatSync, openSync, writeSync } from 'node:fs';
 import { readControlLine } from '../common/control.ts';
 
 // How long a delivery waits for its log line to be handed on before it lets the process end.
@@ -82,6 +82,25 @@ export function openLogFile(path: string): number | null {
   }
   closeSync(fd);
   return null;
+}
+
+/**
+ * After a crash there is no time for winston: the process ends as soon as the Z is out. The
+ * cause still matters to the administrator, so a file log gets the line in one synchronous
+ * append (the file is regular and opened without waiting, so the write cannot block for
+ * long); a syslog target gets nothing. Failures are swallowed.
+ */
+export function logCrashSync(target: LogTarget, entry: DeliveryLog): void {
+  if (target.kind !== 'file') return;
+  const fd = openLogFile(target.path);
+  if (fd === null) return;
+  try {
+    writeSync(fd, `${new Date().toISOString()} qmail-remote-dkim[${process.pid}]: ${formatDelivery(entry)}\n`);
+  } catch {
+    // A log that cannot be written must not change what happens to the mail.
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Writes one line and resolves when it has been handed on; failures are swallowed. */

@@ -12,7 +12,7 @@ import { fstatSync } from 'node:fs';
 import { MessageReadError, openMessage, normalised, type MessageSource } from '../mail/message.ts';
 import { writeReports, type Reports } from './report.ts';
 import { signMessage, type Signed } from '../signing/sign.ts';
-import { logDelivery, logTarget, type DeliveryLog } from './log.ts';
+import { logCrashSync, logDelivery, logTarget, type DeliveryLog } from './log.ts';
 import { routingResolver, parseSmtproutes, resolveDestination, type Destination } from './route.ts';
 import { deliver } from './smtp.ts';
 import { argumentBytes } from './argv.ts';
@@ -171,8 +171,10 @@ async function main(): Promise<void> {
   // After an unexpected error nothing that is still under way can be trusted to end (a socket
   // may wait out timeoutremote, 20 minutes, holding one of qmail-send's delivery slots): once
   // the report (the Z, or the one already written) is out, the process ends at once, status 0.
-  const crash = (): void => {
-    report(failed(failure('INTERNAL')));
+  const crash = (error: unknown): void => {
+    const reports = failed(failure('INTERNAL'));
+    report(reports);
+    logCrash(error, reports, started);
     process.exit(0);
   };
   process.on('uncaughtException', crash);
@@ -183,8 +185,8 @@ async function main(): Promise<void> {
   let outcome: Outcome;
   try {
     outcome = await run(argv);
-  } catch {
-    crash();
+  } catch (error) {
+    crash(error);
     return;
   }
   report(outcome.reports);
@@ -192,6 +194,22 @@ async function main(): Promise<void> {
   if (target) {
     const { message } = outcome.reports;
     await logDelivery(target, { ...outcome.log, result: message.letter, report: message.text, ms: Date.now() - started });
+  }
+}
+
+/** The crash's cause for the log, which is all that is left of it: the report says only Z. */
+function logCrash(error: unknown, reports: Reports, started: number): void {
+  try {
+    const target = logTarget(controlDir());
+    if (!target) return;
+    const [host = '', sender = '', ...recips] = argumentBytes();
+    const { message } = reports;
+    logCrashSync(target, {
+      host, sender, recips, signatures: [], notes: [`crash: ${describeCause(error)}`],
+      result: message.letter, report: message.text, ms: Date.now() - started,
+    });
+  } catch {
+    // Nothing may stand between the Z and the end of the process.
   }
 }
 

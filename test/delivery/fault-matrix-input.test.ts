@@ -292,9 +292,13 @@ test('1,000 recipients and 5000-byte replies through a 4 KB non-blocking pipe wh
 });
 
 for (const how of ['throw', 'reject']) {
-  test(`an unexpected ${how === 'throw' ? 'exception' : 'rejection'} mid-delivery: Z, whole, and the process ends at once`, async () => {
-    const outcome = await deliver(control(), { env: { CRASH: how }, nodeArgs: ['--require', CRASH_ON_CONNECT], pause: 1 });
+  test(`an unexpected ${how === 'throw' ? 'exception' : 'rejection'} mid-delivery: Z, whole, the process ends at once, the cause logged`, async () => {
+    const log = join(work, `crash-${how}.log`);
+    const outcome = await deliver(control(), { env: { CRASH: how, QMAILREMOTE_LOG: log }, nodeArgs: ['--require', CRASH_ON_CONNECT], pause: 1 });
     expectOutcome(outcome, 'Zqmail-remote-dkim hit an internal error; will try again. (#4.3.0)\n\0');
+    const line = readFileSync(log, 'latin1');
+    assert.match(line, /host=example\.net .*note=\[crash: injected fault\] result=Z /);
+    assert.equal(line.split('\n').length, 2, 'one line');
   });
 }
 
