@@ -1,7 +1,9 @@
 // SMTP transparency (RFC 5321 §4.5.2): a '.' that starts a line is doubled, and the message
 // ends with CRLF '.' CRLF. The input is the normalised message (CRLF lines, last line ended),
-// where every LF ends a line; line starts are found with indexOf, so a large message costs
-// little more than copying it.
+// where every LF ends a line. The byte loop is WebAssembly (src/canon/kernels.ts); where that
+// is off, line starts are found with indexOf, which costs little more than copying.
+import { Kernel, LINE_START } from '../canon/kernels.ts';
+
 const LF = 0x0a;
 const DOT = 0x2e;
 const CRLF = Buffer.from('\r\n');
@@ -10,14 +12,29 @@ const END = Buffer.from('.\r\n');
 export class DotStuffer {
   private atLineStart = true;
   private scratch = Buffer.alloc(0);
+  private readonly kernel: Kernel | null;
+
+  constructor(useKernel = true) {
+    this.kernel = useKernel ? Kernel.create() : null;
+  }
 
   /**
-   * The chunk with its line-starting dots doubled: the chunk itself when it has none, else a
-   * view into a buffer reused by the next call, so the caller writes it and waits before
-   * asking again (as smtp.ts does), and memory does not grow with the message.
+   * The chunk with its line-starting dots doubled, as a view into a buffer reused by the next
+   * call (or the chunk itself), so the caller writes it and waits before asking again (as
+   * smtp.ts does), and memory does not grow with the message.
    */
   stuff(chunk: Buffer): Buffer {
     if (chunk.length === 0) return chunk;
+    if (this.kernel) {
+      const { out, state } = this.kernel.sendChunk(chunk, this.atLineStart ? LINE_START : 0, false, true);
+      this.atLineStart = (state & LINE_START) !== 0;
+      return out;
+    }
+    return this.stuffJs(chunk);
+  }
+
+  /** The same in JavaScript. */
+  private stuffJs(chunk: Buffer): Buffer {
     const starts = dotLineStarts(chunk, this.atLineStart);
     this.atLineStart = chunk[chunk.length - 1] === LF;
     if (starts.length === 0) return chunk;
