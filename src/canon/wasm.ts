@@ -16,6 +16,7 @@ type Control =
   | { readonly kind: 'br' | 'br_if'; readonly label: string };
 
 export const I32 = 0x7f;
+export const I64 = 0x7e;
 
 /** Unsigned LEB128. */
 export function uleb(value: number): number[] {
@@ -43,6 +44,19 @@ export function sleb(value: number): number[] {
   }
 }
 
+/** Signed LEB128 of a 64-bit integer. */
+export function sleb64(value: bigint): number[] {
+  const out: number[] = [];
+  let v = BigInt.asIntN(64, value);
+  for (;;) {
+    const byte = Number(v & 0x7fn);
+    v >>= 7n;
+    const done = (v === 0n && (byte & 0x40) === 0) || (v === -1n && (byte & 0x40) !== 0);
+    out.push(done ? byte : byte | 0x80);
+    if (done) return out;
+  }
+}
+
 // The instructions the kernels use.
 export const op = {
   get: (index: number): number[] => [0x20, ...uleb(index)],
@@ -54,6 +68,15 @@ export const op = {
   load8: [0x2d, 0, 0],
   store8: [0x3a, 0, 0],
   store16: [0x3b, 1, 0],
+  /** i64.load and i64.store, unaligned, no offset. */
+  load64: [0x29, 0, 0],
+  store64: [0x37, 0, 0],
+  const64: (value: bigint): number[] => [0x42, ...sleb64(value)],
+  eqz64: [0x50],
+  sub64: [0x7d],
+  and64: [0x83],
+  or64: [0x84],
+  xor64: [0x85],
   eqz: [0x45],
   eq: [0x46],
   ne: [0x47],
@@ -120,6 +143,8 @@ export interface FunctionSpec {
   readonly params: number;
   /** Extra i32 locals, numbered after the parameters. */
   readonly locals: number;
+  /** i64 locals, numbered after those. */
+  readonly locals64?: number;
   /** One i32 result. */
   readonly body: Code;
 }
@@ -152,7 +177,8 @@ export function moduleBytes(pages: number, globals: number, functions: readonly 
   const bodies = functions.map((f) => {
     const code: number[] = [];
     emit(f.body, [], code);
-    const content = [...(f.locals > 0 ? [1, ...uleb(f.locals), I32] : [0]), ...code, 0x0b];
+    const groups = [...(f.locals > 0 ? [[...uleb(f.locals), I32]] : []), ...(f.locals64 ? [[...uleb(f.locals64), I64]] : [])];
+    const content = [...vector(groups), ...code, 0x0b];
     return [...uleb(content.length), ...content];
   });
   return Uint8Array.from([

@@ -9,11 +9,11 @@ import { fstatSync, openSync, readSync, unlinkSync, writeSync, closeSync, create
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { AFTER_CR, Kernel } from '../canon/kernels.ts';
+import { AFTER_CR, Kernel, PIECE } from '../canon/kernels.ts';
 
 // Small enough that each chunk's buffers come from malloc's heap and are reused at once, so
 // memory stays flat however large the message; large enough that a chunk costs little.
-const CHUNK_BYTES = 64 << 10;
+const CHUNK_BYTES = PIECE;
 const CR = 0x0d;
 const LF = 0x0a;
 
