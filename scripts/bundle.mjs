@@ -5,7 +5,10 @@
 // - nodemailer's URL fetcher, which loads node:http, node:https and node:zlib and which a
 //   delivery never calls, is replaced by a stub that refuses;
 // - nodemailer's node:tls is loaded on first use, i.e. only when a server offers STARTTLS
-//   (~13 ms otherwise spent on every delivery).
+//   (~13 ms otherwise spent on every delivery);
+// - winston and winston-transport stay in node_modules, required only when logging is on
+//   (src/delivery/log.ts): bundled, they and their dependencies were two thirds of the file,
+//   which every delivery reads and pre-parses even though it never runs them.
 // The tests run bin/qmail-remote, and so this bundle, STARTTLS included.
 import { build } from 'esbuild';
 import { writeFileSync } from 'node:fs';
@@ -46,6 +49,7 @@ const result = await build({
   format: 'cjs',
   target: 'node22',
   plugins: [stubFetch, lazyTls],
+  external: ['winston', 'winston-transport'],
   logLevel: 'warning',
   legalComments: 'none',
   metafile: true,
