@@ -30,15 +30,40 @@ const skipSplitLf = (state: number, n: number, i: number): Code => [
   op.if([get(n), op.if([k(IN), op.load8, k(LF), op.eq, op.if([k(1), set(i)])])]),
 ];
 
+const ONES = 0x0101010101010101n;
+const HIGHS = 0x8080808080808080n;
+
 // sign(n, state) -> relaxed length at OUT1; g0 = new state, g1 = nofws length at OUT2.
-const S = { n: 0, state: 1, i: 2, a: 3, b: 4, x: 5, sp: 6, cr: 7 };
-const flushSpace: Code = [get(S.sp), op.if([...put(S.a, k(SP)), k(0), set(S.sp)])];
+const S = { n: 0, state: 1, i: 2, a: 3, b: 4, x: 5, sp: 6, cr: 7, w: 8 };
+/** 1 when no byte of the i64 `w` is below 0x21 (white space, line ends, controls): (w - 0x21…21) & ~w & 0x80…80 is 0. */
+const noLowByte: Code = [
+  get(S.w), op.const64(ONES * 0x21n), op.sub64, get(S.w), op.const64(-1n), op.xor64, op.and64, op.const64(HIGHS), op.and64, op.eqz64,
+];
+// Eight bytes at a time while none is white space or a line end: a base64 attachment, long words.
+const eightPrintable: Code = [
+  get(S.i), k(8), op.add, get(S.n), op.gtU, op.eqz,
+  op.if([
+    get(S.i), op.load64, set(S.w),
+    ...noLowByte,
+    op.if([
+      ...flushSpaceFn(),
+      get(S.a), get(S.w), op.store64, ...bump(S.a, 8),
+      get(S.b), get(S.w), op.store64, ...bump(S.b, 8),
+      ...bump(S.i, 8), op.br('next'),
+    ]),
+  ]),
+];
+function flushSpaceFn(): Code {
+  return [get(S.sp), op.if([...put(S.a, k(SP)), k(0), set(S.sp)])];
+}
+const flushSpace: Code = flushSpaceFn();
 const copyByte: Code = [...flushSpace, ...put(S.a, get(S.x)), ...put(S.b, get(S.x)), op.br('next')];
 const sign: Code = [
   k(OUT1), set(S.a), k(OUT2), set(S.b), get(S.state), k(SPACE), op.and, set(S.sp),
   ...skipSplitLf(S.state, S.n, S.i),
   op.block('done', op.loop('next',
     get(S.i), get(S.n), op.geU, op.brIf('done'),
+    eightPrintable,
     get(S.i), op.load8, set(S.x), ...bump(S.i, 1),
     get(S.x), k(SP), op.gtU, op.if(copyByte),
     get(S.x), k(SP), op.eq, get(S.x), k(HTAB), op.eq, op.or, op.if([k(1), set(S.sp), op.br('next')]),
@@ -53,8 +78,6 @@ const sign: Code = [
 
 // send(n, state, normalise, stuff) -> length at OUT1; g0 = new state.
 const T = { n: 0, state: 1, normalise: 2, stuff: 3, i: 4, o: 5, x: 6, bol: 7, cr: 8, w: 9 };
-const ONES = 0x0101010101010101n;
-const HIGHS = 0x8080808080808080n;
 /** Non-zero iff a byte of the i64 `w` is `byte`: (v - 0x01…01) & ~v & 0x80…80, v = w ^ byte…byte. */
 const hasByte = (byte: number): Code => [
   get(T.w), op.const64(ONES * BigInt(byte)), op.xor64, op.const64(ONES), op.sub64,
@@ -96,7 +119,7 @@ const send: Code = [
 /** The module kernels.ts instantiates. */
 export function kernelModuleBytes(): Uint8Array {
   return moduleBytes(PAGES, 2, [
-    { name: 'sign', params: 2, locals: 6, body: sign },
+    { name: 'sign', params: 2, locals: 6, locals64: 1, body: sign },
     { name: 'send', params: 4, locals: 5, locals64: 1, body: send },
   ]);
 }
