@@ -34,22 +34,28 @@ const ONES = 0x0101010101010101n;
 const HIGHS = 0x8080808080808080n;
 
 // sign(n, state) -> relaxed length at OUT1; g0 = new state, g1 = nofws length at OUT2.
-const S = { n: 0, state: 1, i: 2, a: 3, b: 4, x: 5, sp: 6, cr: 7, w: 8 };
-/** 1 when no byte of the i64 `w` is below 0x21 (white space, line ends, controls): (w - 0x21…21) & ~w & 0x80…80 is 0. */
-const noLowByte: Code = [
-  get(S.w), op.const64(ONES * 0x21n), op.sub64, get(S.w), op.const64(-1n), op.xor64, op.and64, op.const64(HIGHS), op.and64, op.eqz64,
-];
-// Eight bytes at a time while none is white space or a line end: a base64 attachment, long words.
+const S = { n: 0, state: 1, i: 2, a: 3, b: 4, x: 5, sp: 6, cr: 7, run: 8, w: 9, m: 10 };
+/**
+ * The bytes of the i64 `w` below 0x21 (white space, line ends, controls) flagged in their top
+ * bit: (w - 0x21…21) & ~w & 0x80…80. A borrow can flag a byte above a flagged one, never below,
+ * so the lowest flag is exact: ctz / 8 is the number of bytes before the first such byte.
+ */
+const lowBytes: Code = [get(S.w), op.const64(ONES * 0x21n), op.sub64, get(S.w), op.const64(-1n), op.xor64, op.and64, op.const64(HIGHS), op.and64];
+// Up to eight bytes at a time until the next white space or line end: whole words, whole
+// base64 lines. All eight are stored, the outputs advance by the bytes that belong.
 const eightPrintable: Code = [
   get(S.i), k(8), op.add, get(S.n), op.gtU, op.eqz,
   op.if([
     get(S.i), op.load64, set(S.w),
-    ...noLowByte,
+    ...lowBytes, set(S.m),
+    get(S.m), op.eqz64, op.if([k(8), set(S.run)], [get(S.m), op.ctz64, op.wrap, k(3), op.shrU, set(S.run)]),
+    get(S.run),
     op.if([
       ...flushSpaceFn(),
-      get(S.a), get(S.w), op.store64, ...bump(S.a, 8),
-      get(S.b), get(S.w), op.store64, ...bump(S.b, 8),
-      ...bump(S.i, 8), op.br('next'),
+      get(S.a), get(S.w), op.store64, get(S.a), get(S.run), op.add, set(S.a),
+      get(S.b), get(S.w), op.store64, get(S.b), get(S.run), op.add, set(S.b),
+      get(S.i), get(S.run), op.add, set(S.i),
+      get(S.run), k(8), op.eq, op.brIf('next'),
     ]),
   ]),
 ];
@@ -77,22 +83,28 @@ const sign: Code = [
 ];
 
 // send(n, state, normalise, stuff) -> length at OUT1; g0 = new state.
-const T = { n: 0, state: 1, normalise: 2, stuff: 3, i: 4, o: 5, x: 6, bol: 7, cr: 8, w: 9 };
+const T = { n: 0, state: 1, normalise: 2, stuff: 3, i: 4, o: 5, x: 6, bol: 7, cr: 8, run: 9, w: 10, m: 11 };
 /** Non-zero iff a byte of the i64 `w` is `byte`: (v - 0x01…01) & ~v & 0x80…80, v = w ^ byte…byte. */
 const hasByte = (byte: number): Code => [
   get(T.w), op.const64(ONES * BigInt(byte)), op.xor64, op.const64(ONES), op.sub64,
   get(T.w), op.const64(ONES * BigInt(byte)), op.xor64, op.const64(-1n), op.xor64,
   op.and64, op.const64(HIGHS), op.and64,
 ];
-/** 1 when the i64 `w` holds no LF, CR or '.'. */
-const plainWord = (): Code => [...hasByte(LF), ...hasByte(CR), op.or64, ...hasByte(DOT), op.or64, op.eqz64];
-// Eight bytes at a time while none of them is a LF, a CR or a '.': most of a text message.
+/** The LF, CR and '.' bytes of the i64 `w` flagged, the lowest flag exact (see lowBytes). */
+const specialBytes = (): Code => [...hasByte(LF), ...hasByte(CR), op.or64, ...hasByte(DOT), op.or64];
+// Up to eight bytes at a time until the next LF, CR or '.': most of a text message.
 const eightPlain: Code = [
   get(T.i), k(8), op.add, get(T.n), op.gtU, op.eqz,
   op.if([
     get(T.i), op.load64, set(T.w),
-    ...plainWord(),
-    op.if([get(T.o), get(T.w), op.store64, ...bump(T.o, 8), ...bump(T.i, 8), k(0), set(T.bol), op.br('next')]),
+    ...specialBytes(), set(T.m),
+    get(T.m), op.eqz64, op.if([k(8), set(T.run)], [get(T.m), op.ctz64, op.wrap, k(3), op.shrU, set(T.run)]),
+    get(T.run),
+    op.if([
+      get(T.o), get(T.w), op.store64, get(T.o), get(T.run), op.add, set(T.o),
+      get(T.i), get(T.run), op.add, set(T.i), k(0), set(T.bol),
+      get(T.run), k(8), op.eq, op.brIf('next'),
+    ]),
   ]),
 ];
 const sendByte: Code = [...put(T.o, get(T.x)), k(0), set(T.bol), op.br('next')];
@@ -119,7 +131,7 @@ const send: Code = [
 /** The module kernels.ts instantiates. */
 export function kernelModuleBytes(): Uint8Array {
   return moduleBytes(PAGES, 2, [
-    { name: 'sign', params: 2, locals: 6, locals64: 1, body: sign },
-    { name: 'send', params: 4, locals: 5, locals64: 1, body: send },
+    { name: 'sign', params: 2, locals: 7, locals64: 2, body: sign },
+    { name: 'send', params: 4, locals: 6, locals64: 2, body: send },
   ]);
 }

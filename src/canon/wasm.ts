@@ -77,6 +77,9 @@ export const op = {
   and64: [0x83],
   or64: [0x84],
   xor64: [0x85],
+  ctz64: [0x7a],
+  /** i32.wrap_i64 */
+  wrap: [0xa7],
   eqz: [0x45],
   eq: [0x46],
   ne: [0x47],
