@@ -1,8 +1,8 @@
 // Just enough of a WebAssembly binary encoder (https://webassembly.github.io/spec/core/binary/)
-// to write the byte loops of src/canon/kernels.ts. Those loops run at native speed where the
-// same loops in JavaScript cost 2-6 ns a byte; the module is built from the code in this
-// repository when first needed (a few hundred bytes, well under a millisecond to compile),
-// so there is no toolchain and no binary to ship.
+// to write the byte loops of src/canon/kernels-source.ts. Those loops run at native speed where
+// the same loops in JavaScript cost 2-6 ns a byte. The module (about 1 KiB) is encoded from the
+// code in this repository, so there is no toolchain and no binary from elsewhere; kernels.ts
+// holds the encoded bytes and test/canon/kernels.test.ts checks them against this encoder.
 //
 // Code is written as nested arrays: numbers are opcodes or immediates already encoded,
 // objects are structured control with named labels, resolved here to relative depths.
