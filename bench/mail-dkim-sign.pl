@@ -6,7 +6,9 @@
 # line with CRLF ends as the Mail::DKIM::Signer synopsis does, then prints the
 # two signature fields and the message again (stdin is the queue file, so it
 # is read a second time from the start, as the wrapper does).
-#   mail-dkim-sign.pl DOMAIN SELECTOR PRIVATE-KEY-FILE < message > signed
+# With --lf the signature fields end in LF, as in a queue file: for bench/perl-wrapper.sh,
+# which hands the result to a qmail-remote.
+#   mail-dkim-sign.pl DOMAIN SELECTOR PRIVATE-KEY-FILE [--lf] < message > signed
 use strict;
 use warnings;
 use Mail::DKIM::Signer;
@@ -14,7 +16,7 @@ use Mail::DKIM::TextWrap;
 use Mail::DKIM::Signature;
 use Mail::DKIM::DkSignature;
 
-my ( $domain, $selector, $key_file ) = @ARGV;
+my ( $domain, $selector, $key_file, $lf ) = @ARGV;
 defined $key_file or die "usage: mail-dkim-sign.pl DOMAIN SELECTOR KEY < message\n";
 
 my $signer = Mail::DKIM::Signer->new(
@@ -52,7 +54,11 @@ while (<STDIN>) {
 $signer->CLOSE;
 my @signatures = $signer->signatures;
 @signatures == 2 or die "Mail::DKIM made no signature\n";
-print $_->as_string, "\015\012" for @signatures;
+for my $signature (@signatures) {
+    my $field = $signature->as_string . "\015\012";
+    $field =~ s/\015\012/\012/g if defined $lf && $lf eq '--lf';
+    print $field;
+}
 
 seek STDIN, 0, 0 or die "stdin is not seekable: $!\n";
 my $buffer;

@@ -39,6 +39,11 @@ export class RelaxedBodyHash {
     else this.hashFixed(chunk);
   }
 
+  /** Body text that is canonical already (src/canon/body.ts made it): hashed as it is. */
+  updateCanonical(data: Buffer): void {
+    this.hash.update(data);
+  }
+
   digest(): string {
     // A last line without CRLF (never, for a normalised message) is ended here.
     if (!this.lineEmpty) this.hash.update(CRLF);

@@ -9,7 +9,7 @@
 import { controlDir, qmailHome, readControlInt, readControlLine, readControlLines } from '../common/control.ts';
 import { describeCause, failure, type Failure, type Result } from '../common/failures.ts';
 import { fstatSync } from 'node:fs';
-import { MessageReadError, openMessage, normalised, type MessageSource } from '../mail/message.ts';
+import { MessageReadError, openMessage, type MessageSource } from '../mail/message.ts';
 import { writeReports, type Reports } from './report.ts';
 import { signMessage, type Signed } from '../signing/sign.ts';
 import { logCrashSync, logDelivery, logTarget, type DeliveryLog } from './log.ts';
@@ -141,10 +141,14 @@ async function route(host: string, control: Control, env: NodeJS.ProcessEnv): Pr
   return resolveDestination(host, parseSmtproutes(control.smtproutes), { resolver: resolver.value });
 }
 
-/** What goes after DATA: the signature fields, then the message as it was signed. */
+/**
+ * What goes after DATA: the signature fields, then the message as read. smtp.ts's dot-stuffer
+ * normalises line ends as it doubles dots (src/delivery/transparency.ts), in the same pass, so
+ * the bytes sent are the normalised text that was signed.
+ */
 function* wire(signed: Signed, source: MessageSource): Iterable<Buffer> {
   if (signed.prefix.length > 0) yield signed.prefix;
-  yield* normalised(source);
+  yield* source.chunks();
 }
 
 function describe(signed: Signed): string[] {

@@ -61,7 +61,7 @@ export interface Delivery {
   sender: string;
   /** argv order, one char per byte; the recipient reports come back in the same order. */
   recips: string[];
-  /** CRLF lines, already signed, not dot-stuffed. Called at most once, after DATA was accepted. */
+  /** The message (LF or CRLF lines, already signed, not dot-stuffed); the dot-stuffer ends every line in CRLF. Called at most once, after DATA was accepted. */
   message: () => NodeJS.ReadableStream | AsyncIterable<Buffer> | Iterable<Buffer>;
   /** Seconds, control/timeoutconnect (default 60). */
   timeoutConnect: number;

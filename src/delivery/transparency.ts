@@ -1,7 +1,12 @@
 // SMTP transparency (RFC 5321 §4.5.2): a '.' that starts a line is doubled, and the message
-// ends with CRLF '.' CRLF. The input is the normalised message (CRLF lines, last line ended),
-// where every LF ends a line; line starts are found with indexOf, so a large message costs
-// little more than copying it.
+// ends with CRLF '.' CRLF. Line ends are normalised on the way (LF, CRLF and bare CR become
+// CRLF, as src/mail/message.ts does for signing), so the queue file can be sent as it is read,
+// in one pass per byte; text that is normalised already passes unchanged but for the dots.
+// The byte loop is WebAssembly (src/canon/kernels.ts); where that is off, the JavaScript
+// normaliser runs first and line starts are then found with indexOf.
+import { Kernel, LINE_START } from '../canon/kernels.ts';
+import { CrlfNormalizer } from '../mail/message.ts';
+
 const LF = 0x0a;
 const DOT = 0x2e;
 const CRLF = Buffer.from('\r\n');
@@ -10,14 +15,35 @@ const END = Buffer.from('.\r\n');
 export class DotStuffer {
   private atLineStart = true;
   private scratch = Buffer.alloc(0);
+  private readonly kernel: Kernel | null;
+  /** The kernel's state between chunks (LINE_START, AFTER_CR). */
+  private state = LINE_START;
+  private readonly normalizer: CrlfNormalizer | null;
+
+  constructor(useKernel = true) {
+    this.kernel = useKernel ? Kernel.create() : null;
+    this.normalizer = this.kernel ? null : new CrlfNormalizer(false);
+  }
 
   /**
-   * The chunk with its line-starting dots doubled: the chunk itself when it has none, else a
-   * view into a buffer reused by the next call, so the caller writes it and waits before
-   * asking again (as smtp.ts does), and memory does not grow with the message.
+   * The chunk with its line-starting dots doubled, as a view into a buffer reused by the next
+   * call (or the chunk itself), so the caller writes it and waits before asking again (as
+   * smtp.ts does), and memory does not grow with the message.
    */
   stuff(chunk: Buffer): Buffer {
     if (chunk.length === 0) return chunk;
+    if (this.kernel) {
+      const { out, state } = this.kernel.sendChunk(chunk, this.state, true, true);
+      this.state = state;
+      this.atLineStart = (state & LINE_START) !== 0;
+      return out;
+    }
+    const normalised = (this.normalizer as CrlfNormalizer).push(chunk);
+    return normalised.length > 0 ? this.stuffJs(normalised) : normalised;
+  }
+
+  /** The same in JavaScript. */
+  private stuffJs(chunk: Buffer): Buffer {
     const starts = dotLineStarts(chunk, this.atLineStart);
     this.atLineStart = chunk[chunk.length - 1] === LF;
     if (starts.length === 0) return chunk;

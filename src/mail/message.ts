@@ -9,10 +9,11 @@ import { fstatSync, openSync, readSync, unlinkSync, writeSync, closeSync, create
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { AFTER_CR, Kernel, PIECE } from '../canon/kernels.ts';
 
 // Small enough that each chunk's buffers come from malloc's heap and are reused at once, so
 // memory stays flat however large the message; large enough that a chunk costs little.
-const CHUNK_BYTES = 64 << 10;
+const CHUNK_BYTES = PIECE;
 const CR = 0x0d;
 const LF = 0x0a;
 
@@ -88,12 +89,25 @@ function writeAll(fd: number, data: Buffer): void {
  * LF, CRLF and bare CR all become CRLF, so a message typed by hand signs the same as a
  * queue file. A partial final line is completed: qmail's "partial final lines" bounce (#5.6.2)
  * would return mail we can deliver, and RFC 6376 adds that CRLF to the body hash anyway.
+ *
+ * The byte loop is WebAssembly (src/canon/kernels.ts); pushJs() is the same in JavaScript,
+ * kept as the reference for the tests and for where WebAssembly is off.
  */
 export class CrlfNormalizer {
-  private afterCr = false;
+  private afterCrFlag = false;
   private lastByte = LF;
+  private readonly kernel: Kernel | null;
 
   private scratch = Buffer.alloc(0);
+
+  constructor(useKernel = true) {
+    this.kernel = useKernel ? Kernel.create() : null;
+  }
+
+  /** The last chunk ended in a CR (already written as CRLF): a LF starting the next is dropped. */
+  get afterCr(): boolean {
+    return this.afterCrFlag;
+  }
 
   /**
    * The chunk normalised, as a view into a buffer this normaliser reuses: valid until the next
@@ -102,15 +116,28 @@ export class CrlfNormalizer {
    */
   push(chunk: Buffer): Buffer {
     if (chunk.length === 0) return chunk;
+    const out = this.kernel ? this.pushKernel(this.kernel, chunk) : this.pushJs(chunk);
+    if (out.length > 0) this.lastByte = out[out.length - 1] as number;
+    return out;
+  }
+
+  private pushKernel(kernel: Kernel, chunk: Buffer): Buffer {
+    const { out, state } = kernel.sendChunk(chunk, this.afterCrFlag ? AFTER_CR : 0, true, false);
+    this.afterCrFlag = (state & AFTER_CR) !== 0;
+    return out;
+  }
+
+  /** The same in JavaScript. */
+  private pushJs(chunk: Buffer): Buffer {
     // Every input byte becomes at most two (a bare CR becomes CRLF).
     if (this.scratch.length < chunk.length * 2) this.scratch = Buffer.allocUnsafe(chunk.length * 2);
     const out = this.scratch;
     let o = 0;
     let i = 0;
-    if (this.afterCr) {
+    if (this.afterCrFlag) {
       // A CR ended the previous chunk and was written as CRLF already; swallow its LF.
       if (chunk[0] === LF) i = 1;
-      this.afterCr = false;
+      this.afterCrFlag = false;
     }
     // The next CR is looked up only once passed: queue files hold none, and searching for
     // it on every line would make a large message quadratic.
@@ -128,11 +155,10 @@ export class CrlfNormalizer {
       out[o++] = LF;
       i = next + 1;
       if (next === cr) {
-        if (i === chunk.length) this.afterCr = true;
+        if (i === chunk.length) this.afterCrFlag = true;
         else if (chunk[i] === LF) i += 1;
       }
     }
-    if (o > 0) this.lastByte = out[o - 1] as number;
     return out.subarray(0, o);
   }
 

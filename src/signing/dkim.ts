@@ -45,6 +45,11 @@ export class DkimSigner {
     this.bodyHash.update(chunk);
   }
 
+  /** The relaxed body, canonical already (src/canon/body.ts), instead of body(). */
+  canonicalBody(data: Buffer): void {
+    this.bodyHash.updateCanonical(data);
+  }
+
   /** The DKIM-Signature header field, folded, ending in CRLF. */
   finish(): Buffer {
     const { key, time } = this.options;

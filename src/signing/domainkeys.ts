@@ -49,6 +49,18 @@ export class DomainKeysSigner {
     this.canon.body(chunk);
   }
 
+  /**
+   * The nofws body, canonical already (src/canon/body.ts, which counts the separator as its
+   * first line), instead of body().
+   */
+  canonicalBody(data: Buffer): void {
+    this.hash.update(data);
+  }
+
+  get canonicalization(): DkCanonicalization {
+    return this.options.canonicalization;
+  }
+
   /** The DomainKey-Signature header field, folded, ending in CRLF. */
   finish(): Buffer {
     this.canon.end();

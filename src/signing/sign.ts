@@ -5,7 +5,8 @@
 //
 // Policy: no dksign, no domain or no key → unsigned; a key that is there but unusable →
 // READ_KEY (Z), so the message stays queued until the administrator fixes it.
-import { normalised, type MessageSource } from '../mail/message.ts';
+import { CrlfNormalizer, type MessageSource } from '../mail/message.ts';
+import { SigningBodyPass } from '../canon/body.ts';
 import { HeadReader, type Head } from '../mail/header.ts';
 import { keyDomainSource } from '../mail/sender-domain.ts';
 import { lookupKey, type ReadFile, type SigningKey } from './keys.ts';
@@ -59,8 +60,7 @@ export const STRAY_LINE_NOTE = 'a header line is neither a field nor a continuat
 /** The signatures for the message, or READ_KEY with what went wrong in `keyFailure`. */
 export function signMessage(source: MessageSource, config: SignConfig): Result<Signed> & { keyFailure?: KeyFailure } {
   if (config.templates.length === 0) return ok(unsigned('no control/dksign: signing is off'));
-  const chunks = normalised(source)[Symbol.iterator]();
-  const { head, firstBody } = readHead(chunks);
+  const { head, firstBody, rest, normalizer } = readHead(source);
   if (head.oversize) return ok(unsigned('header section too large to sign'));
   // No signature could pass every verifier (see Head.strayLine): unsigned, never a failing one.
   if (head.strayLine) return ok(unsigned(STRAY_LINE_NOTE));
@@ -83,10 +83,7 @@ export function signMessage(source: MessageSource, config: SignConfig): Result<S
   const dkim = keys.map((key) => new DkimSigner({ key, time }, head.fields));
   const dk = domainKeysSigner(head, keys, config.dkCanonicalization ?? 'nofws', notes);
 
-  for (let chunk: Buffer | undefined = firstBody; chunk !== undefined; chunk = nextChunk(chunks)) {
-    for (const signer of dkim) signer.body(chunk);
-    dk?.signer.body(chunk);
-  }
+  hashBody(firstBody, rest, normalizer, dkim, dk?.signer, head.hasSeparator);
 
   const signatures: SignatureInfo[] = keys.map((key, i) => ({
     type: 'dkim', d: key.domain, s: key.selector, a: (dkim[i] as DkimSigner).algorithm, path: key.path,
@@ -100,18 +97,73 @@ export function signMessage(source: MessageSource, config: SignConfig): Result<S
   return ok({ prefix: Buffer.concat(fields), signatures, notes, domain: domainSource.domain });
 }
 
-function readHead(chunks: Iterator<Buffer>): { head: Head; firstBody: Buffer | undefined } {
-  const reader = new HeadReader();
-  for (let next = chunks.next(); !next.done; next = chunks.next()) {
-    const body = reader.push(next.value);
-    if (body !== null) return { head: reader.head as Head, firstBody: body };
-  }
-  return { head: reader.end(), firstBody: undefined };
+interface HeadRead {
+  readonly head: Head;
+  /** The first body bytes, normalised; undefined when the message ended in its head. */
+  readonly firstBody: Buffer | undefined;
+  /** The raw chunks after the one the head ended in. */
+  readonly rest: Iterator<Buffer>;
+  /** The normaliser the head went through, to go on with where the kernel is off. */
+  readonly normalizer: CrlfNormalizer;
 }
 
-function nextChunk(chunks: Iterator<Buffer>): Buffer | undefined {
-  const next = chunks.next();
-  return next.done ? undefined : next.value;
+/** The head, read from normalised text; the body is left to hashBody(). */
+function readHead(source: MessageSource): HeadRead {
+  const reader = new HeadReader();
+  const normalizer = new CrlfNormalizer();
+  const rest = source.chunks()[Symbol.iterator]();
+  for (let next = rest.next(); !next.done; next = rest.next()) {
+    const body = reader.push(normalizer.push(next.value));
+    if (body !== null) return { head: reader.head as Head, firstBody: body, rest, normalizer };
+  }
+  const body = reader.push(normalizer.end());
+  if (body !== null) return { head: reader.head as Head, firstBody: body, rest, normalizer };
+  return { head: reader.end(), firstBody: undefined, rest, normalizer };
+}
+
+/**
+ * The body into every signer: in one WebAssembly pass per chunk over the raw bytes (src/canon/
+ * body.ts) where it can, else normalised in JavaScript and canonicalized by each signer.
+ */
+function hashBody(
+  firstBody: Buffer | undefined,
+  rest: Iterator<Buffer>,
+  normalizer: CrlfNormalizer,
+  dkim: readonly DkimSigner[],
+  dk: DomainKeysSigner | undefined,
+  separator: boolean,
+): void {
+  if (firstBody === undefined) return;
+  const pass =
+    dk?.canonicalization !== 'simple'
+      ? SigningBodyPass.create({
+          relaxed: (data) => {
+            for (const signer of dkim) signer.canonicalBody(data);
+          },
+          nofws: dk ? (data) => dk.canonicalBody(data) : null,
+          separator,
+        })
+      : null;
+  if (pass) {
+    // The first body bytes are normalised already (CRLF stays CRLF); the raw bytes after them
+    // may start with the LF of a CR that ended the head's chunk.
+    pass.push(firstBody);
+    let afterCr = normalizer.afterCr;
+    for (let next = rest.next(); !next.done; next = rest.next()) {
+      pass.push(next.value, afterCr);
+      afterCr = false;
+    }
+    pass.end();
+    return;
+  }
+  const body = (chunk: Buffer): void => {
+    for (const signer of dkim) signer.body(chunk);
+    dk?.body(chunk);
+  };
+  body(firstBody);
+  for (let next = rest.next(); !next.done; next = rest.next()) body(normalizer.push(next.value));
+  const tail = normalizer.end();
+  if (tail.length > 0) body(tail);
 }
 
 /** DomainKeys only ever with an RSA key, and only where libdomainkeys itself would sign. */

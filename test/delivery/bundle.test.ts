@@ -15,8 +15,22 @@ test('only delivery, signing, mail, canon and common sources are bundled', () =>
   assert.deepEqual(outside, []);
 });
 
-test('no admin or verify package is bundled', () => {
+test('no admin or verify package is bundled, nor the logger a delivery loads only when logging is on', () => {
   const packages = new Set(inputs.flatMap((path) => /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(path)?.[1] ?? []));
   assert.ok(packages.has('nodemailer'));
-  for (const name of ['yargs', 'fast-glob', 'mailauth', 'smtp-server']) assert.ok(!packages.has(name), name);
+  for (const name of ['yargs', 'fast-glob', 'mailauth', 'smtp-server', 'winston', 'winston-transport', 'logform', 'readable-stream']) {
+    assert.ok(!packages.has(name), name);
+  }
+});
+
+test('the byte loops go in as their module bytes, not with their encoder', () => {
+  assert.ok(inputs.includes('src/canon/kernels.ts'));
+  for (const path of ['src/canon/wasm.ts', 'src/canon/kernels-source.ts']) assert.ok(!inputs.includes(path), path);
+});
+
+test('with logging on, the bundle finds winston in node_modules', async () => {
+  const bundle = readFileSync(new URL('../../dist/qmail-remote.cjs', import.meta.url), 'utf8');
+  assert.match(bundle, /(?:require|import)\("winston"\)/);
+  const { createRequire } = await import('node:module');
+  assert.ok(createRequire(new URL('../../dist/qmail-remote.cjs', import.meta.url)).resolve('winston'));
 });

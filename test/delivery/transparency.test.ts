@@ -28,3 +28,8 @@ test('byte by byte gives the same bytes', async () => {
 test('a last line without CRLF is ended before the dot', async () => {
   assert.equal(await stuffed(['abc']), 'abc\r\n.\r\n');
 });
+
+test('line ends are normalised in the same pass: LF and bare CR become CRLF, a CRLF split across chunks stays one', async () => {
+  assert.equal(await stuffed(['a\n.b\r.c\r', '\n.d']), 'a\r\n..b\r\n..c\r\n..d\r\n.\r\n');
+  assert.equal(await stuffed(['a\r']), 'a\r\n.\r\n');
+});
