@@ -1,7 +1,7 @@
 // DKIM, SPF, DMARC and ARC through mailauth, the way its authenticate() runs them, minus BIMI
 // and ARC sealing. The parts are loaded one by one rather than through mailauth's index, which
 // also loads the signer, BIMI and its SVG validator: ~200 ms of start-up per message that this
-// program never uses.
+// program never uses. SPF and DMARC are loaded only when there is a client address to check.
 //
 // mailauth reads the message as a stream: the header section is kept in memory (bounded here
 // by the caller, see MAX_HEAD_BYTES), the body is hashed as it passes.
@@ -57,33 +57,32 @@ interface DkimVerifyOutput {
   fromFields?: number;
   arc?: unknown;
 }
-interface Modules {
+interface DkimModules {
   dkimVerify(input: Readable, options: object): Promise<DkimVerifyOutput>;
-  spf(options: object): Promise<{ status: AuthStatus; domain?: string } | false>;
   arc(data: unknown, options: object): Promise<{ status: AuthStatus }>;
+}
+interface ClientModules {
+  spf(options: object): Promise<{ status: AuthStatus; domain?: string } | false>;
   evaluateDmarc(options: object): Promise<{ response?: { status: AuthStatus }; dkimAligned?: unknown; reason?: string }>;
 }
 
-async function load(): Promise<Modules> {
-  const [dkim, spf, arc, dmarc] = await Promise.all([
-    import('mailauth/lib/dkim/verify.js'),
-    import('mailauth/lib/spf/index.js'),
-    import('mailauth/lib/arc/index.js'),
-    import('mailauth/lib/dmarc/index.js'),
-  ]);
-  const pick = <T>(module: unknown, name: string): T => (module as Record<string, unknown>)[name] as T;
-  return {
-    dkimVerify: pick(dkim, 'dkimVerify'),
-    spf: pick(spf, 'spf'),
-    arc: pick(arc, 'arc'),
-    evaluateDmarc: pick(dmarc, 'evaluateDmarc'),
-  };
+const pick = <T>(module: unknown, name: string): T => (module as Record<string, unknown>)[name] as T;
+
+async function loadDkim(): Promise<DkimModules> {
+  const [dkim, arc] = await Promise.all([import('mailauth/lib/dkim/verify.js'), import('mailauth/lib/arc/index.js')]);
+  return { dkimVerify: pick(dkim, 'dkimVerify'), arc: pick(arc, 'arc') };
+}
+
+/** SPF and DMARC, loaded only for a message that came with a client address. */
+async function loadClientChecks(): Promise<ClientModules> {
+  const [spf, dmarc] = await Promise.all([import('mailauth/lib/spf/index.js'), import('mailauth/lib/dmarc/index.js')]);
+  return { spf: pick(spf, 'spf'), evaluateDmarc: pick(dmarc, 'evaluateDmarc') };
 }
 
 const none = (comment: string): AuthStatus => ({ result: 'none', comment });
 
 export async function runMailauth(input: CheckInput): Promise<MailauthResults> {
-  const modules = await load();
+  const modules = await loadDkim();
   const dkimOutput = await modules.dkimVerify(Readable.from(input.chunks(), { objectMode: false, highWaterMark: 1 << 16 }), {
     resolver: input.resolver,
     sender: input.sender,
@@ -98,12 +97,13 @@ export async function runMailauth(input: CheckInput): Promise<MailauthResults> {
     return { dkim, spf: none(why), dmarc: none(why), arc: arc.status };
   }
   const helo = input.helo ?? `[${input.ip}]`;
-  const spfResult = await modules.spf({ sender: input.sender, ip: input.ip, helo, mta: input.authservId, resolver: input.resolver });
+  const client = await loadClientChecks();
+  const spfResult = await client.spf({ sender: input.sender, ip: input.ip, helo, mta: input.authservId, resolver: input.resolver });
   const spf = spfResult ? spfResult.status : none('no SPF check');
   const arc = (await modules.arc(dkimOutput.arc, { resolver: input.resolver, minBitLength: 1024, ip: input.ip })).status;
   let dmarc: AuthStatus = none('no author domain');
   if (dkimOutput.headerFrom?.length) {
-    const evaluated = await modules.evaluateDmarc({
+    const evaluated = await client.evaluateDmarc({
       headerFrom: dkimOutput.headerFrom,
       fromFields: dkimOutput.fromFields,
       spfDomains: spfResult && spf.result === 'pass' && spfResult.domain ? [spfResult.domain] : [],
