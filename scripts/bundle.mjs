@@ -68,3 +68,109 @@ const result = await build({
 });
 // What went into the bundle, for test/delivery/bundle.test.ts: the delivery path and nothing else.
 writeFileSync(`${root}dist/qmail-remote.inputs.json`, JSON.stringify(Object.keys(result.metafile.inputs).sort(), null, 1));
+
+// dist/qmail-dkverify.cjs: the verify side as one CommonJS file, for the same reason (qmail-smtpd
+// starts one per incoming message). A bundled module runs only when first required, so the
+// pass-through pays for reading the file but runs nothing of mailauth. What a verification
+// never calls is kept out of the way:
+// - mailauth's tools.js loads node:https (BIMI and MTA-STS fetches) and tldts (the public
+//   suffix list, for DMARC alignment only): both are loaded on first use;
+// - libmime loads iconv-lite and encoding-japanese for charset conversion, which mailauth's
+//   verifiers never ask of it (they fold lines and parse Content-Type): loaded on first use.
+// Each with the packages that depend on it, from ours down: it is resolved from the last of
+// them, so the file finds it whether npm hoisted it or nested it.
+const LAZY_PACKAGES = { tldts: ['mailauth'], 'iconv-lite': ['mailauth', 'libmime'], 'encoding-japanese': ['mailauth', 'libmime'] };
+const VERIFY_LAZY_BUILTINS = ['https', 'http', 'zlib', 'tls'];
+
+const lazyVerifyModules = {
+  name: 'lazy-verify-modules',
+  setup(b) {
+    const builtins = new RegExp(`^node:(${VERIFY_LAZY_BUILTINS.join('|')})$`);
+    const packages = new RegExp(`^(${Object.keys(LAZY_PACKAGES).join('|')})$`);
+    b.onResolve({ filter: /.*/ }, (args) => {
+      if (args.namespace === 'lazy' || !args.importer.includes(`${'/'}node_modules${'/'}`)) return undefined;
+      return builtins.test(args.path) || packages.test(args.path) ? { path: args.path, namespace: 'lazy' } : undefined;
+    });
+    // Every property read goes to the real module, loaded the first time one is made. The
+    // packages are kept out of the file, required from node_modules: bundled, their tables
+    // (the public suffix list, the charset maps) were most of the bytes every verification
+    // reads and pre-parses without ever running them.
+    b.onLoad({ filter: /.*/, namespace: 'lazy' }, (args) => ({
+      contents: args.path.startsWith('node:') ? lazyModule(`require(${JSON.stringify(args.path)})`) : lazyModule(
+        `LAZY_PACKAGES.reduce((from, name) => require('node:module').createRequire(from.resolve(name + '/package.json')), require)(${JSON.stringify(args.path)})`
+          .replace('LAZY_PACKAGES', JSON.stringify(LAZY_PACKAGES[args.path])),
+      ),
+      loader: 'js',
+    }));
+  },
+};
+const lazyModule = (load) => `let real; module.exports = new Proxy({}, { get: (_, key) => (real ??= ${load})[key] });`;
+
+// mailauth and what it needs are most of the verify side's bytes: they go in a file of their
+// own, dist/qmail-dkverify-mailauth.cjs, which the pass-through (DKVERIFY unset) never reads.
+// Its exports are getters, so a check that is not run (SPF and DMARC without a client address)
+// is not loaded either.
+const MAILAUTH_PARTS = {
+  dkimVerify: 'mailauth/lib/dkim/verify.js',
+  spf: 'mailauth/lib/spf/index.js',
+  arc: 'mailauth/lib/arc/index.js',
+  evaluateDmarc: 'mailauth/lib/dmarc/index.js',
+};
+const MAILAUTH_FILE = 'qmail-dkverify-mailauth.cjs';
+
+const mailauthApart = {
+  name: 'mailauth-apart',
+  setup(b) {
+    b.onResolve({ filter: /^mailauth\/lib\// }, (args) => {
+      if (!args.importer.endsWith('src/verify/mailauth-checks.ts')) return undefined;
+      if (!Object.values(MAILAUTH_PARTS).includes(args.path)) throw new Error(`${args.path}: not one of the mailauth parts bundled apart`);
+      return { path: MAILAUTH_FILE, namespace: 'mailauth-apart' };
+    });
+    // Through require(), not import(): Node's ES loader would first scan the 2 MB file for its
+    // CommonJS exports.
+    b.onResolve({ filter: /.*/, namespace: 'mailauth-apart' }, (args) => ({ path: args.path, external: true }));
+    b.onLoad({ filter: /.*/, namespace: 'mailauth-apart' }, () => ({
+      contents: `module.exports = require('./${MAILAUTH_FILE}');`,
+      loader: 'js',
+    }));
+  },
+};
+
+const mailauthParts = await build({
+  stdin: {
+    contents: `Object.defineProperties(exports, {${Object.entries(MAILAUTH_PARTS)
+      .map(([name, path]) => `${name}: { enumerable: true, get: () => require(${JSON.stringify(path)}).${name} }`)
+      .join(', ')}});`,
+    resolveDir: root,
+    sourcefile: 'mailauth-parts.js',
+    loader: 'js',
+  },
+  outfile: `${root}dist/${MAILAUTH_FILE}`,
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node22',
+  plugins: [lazyVerifyModules],
+  logLevel: 'warning',
+  legalComments: 'none',
+  metafile: true,
+});
+
+const verify = await build({
+  entryPoints: [`${root}src/verify/qmail-dkverify.ts`],
+  outfile: `${root}dist/qmail-dkverify.cjs`,
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node22',
+  plugins: [mailauthApart],
+  logLevel: 'warning',
+  legalComments: 'none',
+  metafile: true,
+});
+// What went into the bundle, for test/verify/bundle.test.ts.
+const inputsOf = (output) => Object.keys(output.metafile.inputs).sort();
+writeFileSync(
+  `${root}dist/qmail-dkverify.inputs.json`,
+  JSON.stringify({ 'qmail-dkverify.cjs': inputsOf(verify), [MAILAUTH_FILE]: inputsOf(mailauthParts) }, null, 1),
+);
