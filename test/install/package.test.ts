@@ -23,6 +23,7 @@ import { run, type Run } from '../helpers/run.ts';
 import { startScriptServer } from '../helpers/script-server.ts';
 import { startDns, type DnsServer } from '../helpers/dnsmasq.ts';
 import { verifyWithDkimpy } from '../helpers/verifiers.ts';
+import { addedField, asReceived, dkverify } from '../verify/harness.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** What a checkout holds that the package is made from; tests and benchmarks stay behind. */
@@ -42,6 +43,8 @@ const keys = join(work, 'domainkeys');
 const target = join(home, 'bin', 'qmail-remote');
 const pkg = join(prefix, 'lib', 'node_modules', 'qmail-remote-dkim');
 let dns: DnsServer;
+/** What the scripted server received from the installed qmail-remote. */
+let delivered: Buffer | undefined;
 after(() => dns?.stop());
 
 /** The npm of this host, found before PATH is changed. */
@@ -170,11 +173,22 @@ test('`qmail-remote-dkim install`, never without a qmail-remote; a delivery as q
     await server.idle();
     const message = server.sessions[0]?.messages[0];
     assert.ok(message);
+    delivered = message;
     const verdict = await verifyWithDkimpy(message, dns.server);
     assert.deepEqual(verdict.signatures.map((s) => [s.type, s.result]), [['dkim', 'pass']], 'signed with the key dknewkey made');
   } finally {
     await server.close();
   }
+});
+
+test('the installed qmail-dkverify, as qmail-smtpd runs it, passes what the installed qmail-remote sent', async () => {
+  assert.ok(delivered, 'the delivery test ran first');
+  const run = await dkverify(asReceived(delivered), dns.server, { bin: join(pkg, 'bin', 'qmail-dkverify'), env: { DKVERIFY: 'DEGIJKfh,CGHIJMQRkl' } });
+  assert.equal(run.status, 0, run.stderr);
+  assert.equal(run.stderr, '');
+  const field = addedField(run);
+  assert.match(field, /\bdkim=pass header\.d=example\.com header\.s=default\b/);
+  assert.match(field, /\bdomainkeys=pass\b/);
 });
 
 test('upgrade: a newer tarball over the old one, `install` again changes nothing, mail still goes', async () => {

@@ -26,6 +26,8 @@ export interface RunOptions {
   queueExit?: number;
   /** Run without control/me. */
   noMe?: boolean;
+  /** The program to run; this checkout's bin/qmail-dkverify unless an installed one is named. */
+  bin?: string;
 }
 
 let count = 0;
@@ -73,7 +75,7 @@ export function dkverify(message: Buffer | string, dnsServer: string, options: R
   };
   return new Promise((resolve, reject) => {
     // cat's pipe becomes fd 1 of qmail-dkverify, the message file its fd 0.
-    const child = spawn('/bin/sh', ['-c', 'cat "$1" | "$2" "$3" 1<&0 0<"$4"', 'sh', envelopeFile, process.execPath, DKVERIFY_BIN, messageFile], {
+    const child = spawn('/bin/sh', ['-c', 'cat "$1" | "$2" "$3" 1<&0 0<"$4"', 'sh', envelopeFile, process.execPath, options.bin ?? DKVERIFY_BIN, messageFile], {
       stdio: ['ignore', 'ignore', 'pipe'],
       env,
     });
