@@ -6,9 +6,9 @@
 //
 // Order of work: control files, then the message is read and signed (a key problem defers the
 // mail before any connection is made), then routing, then one SMTP delivery.
+import { fstatSync } from 'node:fs';
 import { controlDir, qmailHome, readControlInt, readControlLine, readControlLines } from '../common/control.ts';
 import { describeCause, failure, type Failure, type Result } from '../common/failures.ts';
-import { fstatSync } from 'node:fs';
 import { MessageReadError, openMessage, type MessageSource } from '../mail/message.ts';
 import { writeReports, type Reports } from './report.ts';
 import { signMessage, type Signed } from '../signing/sign.ts';
