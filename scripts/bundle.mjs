@@ -53,21 +53,20 @@ const STUBS = {
   ),
 };
 
+// What every bundle here is: one CommonJS file for the Node that runs it, with esbuild's list
+// of inputs kept for the tests that check what went in.
+const BUNDLE = { bundle: true, platform: 'node', format: 'cjs', target: 'node22', logLevel: 'warning', legalComments: 'none', metafile: true };
+const inputsOf = (output) => Object.keys(output.metafile.inputs).sort();
+
 const result = await build({
   entryPoints: [`${root}src/delivery/qmail-remote.ts`],
   outfile: `${root}dist/qmail-remote.cjs`,
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node22',
+  ...BUNDLE,
   plugins: [stubFetch, lazyBuiltins],
   external: ['winston', 'winston-transport'],
-  logLevel: 'warning',
-  legalComments: 'none',
-  metafile: true,
 });
 // What went into the bundle, for test/delivery/bundle.test.ts: the delivery path and nothing else.
-writeFileSync(`${root}dist/qmail-remote.inputs.json`, JSON.stringify(Object.keys(result.metafile.inputs).sort(), null, 1));
+writeFileSync(`${root}dist/qmail-remote.inputs.json`, JSON.stringify(inputsOf(result), null, 1));
 
 // dist/qmail-dkverify.cjs: the verify side as one CommonJS file, for the same reason (qmail-smtpd
 // starts one per incoming message). A bundled module runs only when first required, so the
@@ -146,30 +145,17 @@ const mailauthParts = await build({
     loader: 'js',
   },
   outfile: `${root}dist/${MAILAUTH_FILE}`,
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node22',
+  ...BUNDLE,
   plugins: [lazyVerifyModules],
-  logLevel: 'warning',
-  legalComments: 'none',
-  metafile: true,
 });
 
 const verify = await build({
   entryPoints: [`${root}src/verify/qmail-dkverify.ts`],
   outfile: `${root}dist/qmail-dkverify.cjs`,
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node22',
+  ...BUNDLE,
   plugins: [mailauthApart],
-  logLevel: 'warning',
-  legalComments: 'none',
-  metafile: true,
 });
 // What went into the bundle, for test/verify/bundle.test.ts.
-const inputsOf = (output) => Object.keys(output.metafile.inputs).sort();
 writeFileSync(
   `${root}dist/qmail-dkverify.inputs.json`,
   JSON.stringify({ 'qmail-dkverify.cjs': inputsOf(verify), [MAILAUTH_FILE]: inputsOf(mailauthParts) }, null, 1),
