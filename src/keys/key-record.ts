@@ -7,6 +7,7 @@
 // appears in a result or a message.
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { KeyType } from '../signing/keys.ts';
+import { parseTagList } from '../common/tag-list.ts';
 
 /** RFC 1035 §3.3.14: one character-string of a TXT record holds at most 255 bytes. */
 export const MAX_TXT_STRING = 255;
@@ -59,9 +60,6 @@ export interface KeyRecord {
   readonly services: readonly string[];
 }
 
-// RFC 6376 §3.2: tag-name = ALPHA *ALNUMPUNC; tag-value = VALCHARs with inner white space.
-const TAG_NAME = /^[A-Za-z][A-Za-z0-9_]*$/;
-const TAG_VALUE = /^(?:[\x21-\x3a\x3c-\x7e]+(?:[ \t\r\n]+[\x21-\x3a\x3c-\x7e]+)*)?$/;
 const FWS = /[ \t\r\n]+/g;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
@@ -85,24 +83,6 @@ export function parseKeyRecord(text: string): KeyRecord | string {
     hashes: list(tags.get('h')),
     services: list(tags.get('s')) ?? ['*'],
   };
-}
-
-function parseTagList(text: string): Map<string, string> | string {
-  const tags = new Map<string, string>();
-  const specs = text.split(';');
-  // A final ';' is allowed, so the last spec may be empty; no other may.
-  if (specs.length > 1 && specs[specs.length - 1]?.trim() === '') specs.pop();
-  for (const spec of specs) {
-    const equals = spec.indexOf('=');
-    if (equals === -1) return 'not a tag=value list';
-    const name = spec.slice(0, equals).trim();
-    const value = spec.slice(equals + 1).replace(/^[ \t\r\n]+|[ \t\r\n]+$/g, '');
-    if (!TAG_NAME.test(name)) return 'not a tag=value list';
-    if (!TAG_VALUE.test(value)) return `bad value for ${name}=`;
-    if (tags.has(name)) return `${name}= appears twice`;
-    tags.set(name, value);
-  }
-  return tags;
 }
 
 /** Why the record does not publish this key, or null when it does. */
