@@ -169,7 +169,7 @@ async function main(): Promise<void> {
   const report = (reports: Reports): void => {
     if (reported) return;
     reported = true;
-    writeReports(reports);
+    writeReports(reports); // synchronous: returns once every byte is out, so an exit after it cuts nothing
     setTimeout(() => process.exit(0), EXIT_AFTER_REPORT_MS).unref();
   };
   // After an unexpected error nothing that is still under way can be trusted to end (a socket

@@ -20,6 +20,8 @@ async function main(): Promise<number> {
   return verifyAndQueue(next, env);
 }
 
+// process.exit() is safe here: this program writes nothing to any descriptor, and main()
+// resolves only once the next program has exited, so no output of ours can be cut short.
 function fail(error: unknown): never {
   process.exit(error instanceof VerifyFailure ? error.outcome.status : OUTCOMES.INTERNAL.status);
 }
