@@ -169,8 +169,12 @@ export function outsafe(text: string): string {
   return text.replace(/[^\x21-\x7e]/g, '?');
 }
 
-/** A value or the failure that stopped it: stages return these and never print. */
-export type Result<T> = { ok: true; value: T } | { ok: false; failure: Failure };
+/**
+ * The one shape of "a value, or why not": stages return these and never print. The reason is a
+ * catalogued Failure unless a module names another type for it (a note for an administrator, a
+ * verdict); states with more than two outcomes are unions of their own.
+ */
+export type Result<T, E = Failure> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: E };
 
-export const ok = <T>(value: T): Result<T> => ({ ok: true, value });
-export const fail = <T = never>(f: Failure): Result<T> => ({ ok: false, failure: f });
+export const ok = <T>(value: T): Result<T, never> => ({ ok: true, value });
+export const fail = <E = Failure>(error: E): Result<never, E> => ({ ok: false, error });

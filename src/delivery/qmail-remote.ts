@@ -8,7 +8,7 @@
 // mail before any connection is made), then routing, then one SMTP delivery.
 import { fstatSync } from 'node:fs';
 import { controlDir, qmailHome, readControlInt, readControlLine, readControlLines } from '../common/control.ts';
-import { describeCause, failure, type Failure, type Result } from '../common/failures.ts';
+import { describeCause, fail, failure, type Failure, type Result } from '../common/failures.ts';
 import { MessageReadError, openMessage, type MessageSource } from '../mail/message.ts';
 import { writeReports, type Reports } from './report.ts';
 import { signMessage, type Signed } from '../signing/sign.ts';
@@ -46,7 +46,7 @@ function readControlFiles(dir: string): Result<Control> {
   const dksign = readControlLines(dir, 'dksign');
   for (const file of [me, helohost, timeoutConnect, timeoutRemote, smtproutes, dksign]) if (!file.ok) return file;
   const name = (helohost.ok && helohost.value) || (me.ok && me.value);
-  if (!name) return { ok: false, failure: failure('READ_CONTROL') };
+  if (!name) return fail(failure('READ_CONTROL'));
   return {
     ok: true,
     value: {
@@ -66,7 +66,7 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv = proc
   if (host === undefined || sender === undefined || recips.length === 0) return { reports: failed(failure('USAGE')), log };
 
   const control = readControlFiles(controlDir(env));
-  if (!control.ok) return { reports: failed(control.failure), log };
+  if (!control.ok) return { reports: failed(control.error), log };
 
   let source: MessageSource;
   try {
@@ -108,15 +108,15 @@ interface Job {
 async function signAndDeliver(job: Job, source: MessageSource, log: Outcome['log']): Promise<Outcome> {
   const signed = signMessage(source, { templates: job.control.dksign, qmailHome: qmailHome(job.env) });
   if (!signed.ok) {
-    const why = signed.keyFailure ? `${signed.keyFailure.path}: ${signed.keyFailure.reason}` : signed.failure.code;
-    return { reports: failed(signed.failure), log: { ...log, notes: [why] } };
+    const why = signed.keyFailure ? `${signed.keyFailure.path}: ${signed.keyFailure.reason}` : signed.error.code;
+    return { reports: failed(signed.error), log: { ...log, notes: [why] } };
   }
   const signedLog = { ...log, signatures: describe(signed.value), notes: [...signed.value.notes] };
 
   const destination = await route(job.host, job.control, job.env);
   if (!destination.ok) {
-    const cause = destination.failure.cause ? [`dns: ${destination.failure.cause}`] : [];
-    return { reports: failed(destination.failure), log: { ...signedLog, notes: [...signedLog.notes, ...cause] } };
+    const cause = destination.error.cause ? [`dns: ${destination.error.cause}`] : [];
+    return { reports: failed(destination.error), log: { ...signedLog, notes: [...signedLog.notes, ...cause] } };
   }
 
   const result = await deliver({

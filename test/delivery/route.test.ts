@@ -30,13 +30,13 @@ const noDns: DnsLike = {
 };
 
 function value(result: Result<Destination>): Destination {
-  if (!result.ok) assert.fail(`expected a destination, got ${result.failure.code}: ${result.failure.text}`);
+  if (!result.ok) assert.fail(`expected a destination, got ${result.error.code}: ${result.error.text}`);
   return result.value;
 }
 
 function failureOf(result: Result<Destination>): { letter: string; code: string; text: string; cause?: string } {
   if (result.ok) assert.fail(`expected a failure, got ${JSON.stringify(result.value)}`);
-  const { letter, code, text, cause } = result.failure;
+  const { letter, code, text, cause } = result.error;
   return { letter, code, text, ...(cause === undefined ? {} : { cause }) };
 }
 
@@ -559,7 +559,7 @@ describe('routingResolver', () => {
   it('defers when QMAILREMOTE_DNS is not a list of addresses', () => {
     const result = routingResolver({ QMAILREMOTE_DNS: 'dns.example:53' });
     assert.ok(!result.ok);
-    assert.deepEqual([result.failure.letter, result.failure.code], ['Z', 'TEMP_DNS']);
+    assert.deepEqual([result.error.letter, result.error.code], ['Z', 'TEMP_DNS']);
   });
 });
 

@@ -30,7 +30,7 @@ for (const name of readdirSync(${JSON.stringify(FIXTURES)}).filter((n) => n.ends
   for (const message of [lf, Buffer.from(text.replace(/\\n/g, '\\r'), 'latin1'), Buffer.from(text.replace(/\\n/g, '\\r\\n'), 'latin1')]) {
     for (const size of ${JSON.stringify(SIZES)}) {
       const result = signMessage(chunked(message, size), { templates: [${JSON.stringify(KEYS)} + '%/default'], qmailHome: '/', time: 1700000000 });
-      out.push(result.ok ? result.value.prefix.toString('latin1') : 'failed: ' + result.failure.code);
+      out.push(result.ok ? result.value.prefix.toString('latin1') : 'failed: ' + result.error.code);
     }
   }
 }
