@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run, type Run } from '../helpers/run.ts';
+import { registryEnv } from '../helpers/registry-env.ts';
 import { startScriptServer } from '../helpers/script-server.ts';
 import { startDns, type DnsServer } from '../helpers/dnsmasq.ts';
 import { verifyWithDkimpy } from '../helpers/verifiers.ts';
@@ -57,9 +58,12 @@ function findInPath(name: string, path: string): string {
   throw new Error(`no ${name} in PATH`);
 }
 
-/** An administrator's shell: their PATH, HOME (npm's cache), and nothing of the npm running these tests. */
+/**
+ * An administrator's shell: their PATH, HOME (npm's cache), what reaches the registry from this
+ * host (CA, proxy and npm settings: registry-env.ts), and nothing of the npm running these tests.
+ */
 function adminEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return { PATH: adminPath || (process.env.PATH ?? ''), HOME: process.env.HOME ?? '/root', ...extra };
+  return { ...registryEnv(), PATH: adminPath || (process.env.PATH ?? ''), HOME: process.env.HOME ?? '/root', ...extra };
 }
 
 async function sh(command: string, args: string[], options: { cwd?: string; env?: Record<string, string>; stdin?: number } = {}): Promise<Run> {
