@@ -24,6 +24,8 @@ export interface MessageSource {
    */
   chunks(): Iterable<Buffer>;
   close(): void;
+  /** The regular file the message is read from, for a reader in another thread; none for a buffer. */
+  readonly fd?: number;
 }
 
 /** fd 0 as qmail gives it (a regular file), or anything else spooled to a temporary file. */
@@ -38,6 +40,7 @@ export function bufferSource(message: Buffer): MessageSource {
 
 function fileSource(fd: number, owned: boolean): MessageSource {
   return {
+    fd,
     *chunks() {
       const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
       let position = 0;

@@ -26,16 +26,26 @@ type Token = { kind: 'atom' | 'quoted' | 'literal'; text: string } | { kind: 'sp
 
 /** The domain of the first mailbox in an address list, or null if none has one. */
 export function firstMailboxDomain(value: string): string | null {
+  return mailboxAddresses(value)[0]?.domain ?? null;
+}
+
+/**
+ * Every mailbox of an address list that has a domain, as local part and domain, read the way
+ * firstMailboxDomain() reads them: a quoted display name ("<ceo@bank.test>") is a name, not an
+ * address. At most `limit` of them: a stranger writes the list.
+ */
+export function mailboxAddresses(value: string, limit = 64): { local: string; domain: string }[] {
+  const found: { local: string; domain: string }[] = [];
   for (const mailbox of mailboxes(tokenize(value))) {
     const at = mailbox.map((token) => token.kind === 'special' && token.text === '@').lastIndexOf(true);
     if (at === -1) continue;
-    const domain = mailbox
-      .slice(at + 1)
-      .map((token) => token.text)
-      .join('');
-    if (domain !== '') return domain;
+    const text = (tokens: Token[]): string => tokens.map((token) => token.text).join('');
+    const domain = text(mailbox.slice(at + 1));
+    if (domain === '') continue;
+    found.push({ local: text(mailbox.slice(0, at)), domain });
+    if (found.length >= limit) break;
   }
-  return null;
+  return found;
 }
 
 /** Splits tokens into mailboxes, keeping the address of an angle address and dropping group names. */

@@ -1,12 +1,15 @@
-// All the checks on one message, within one deadline: our DomainKeys verifier and mailauth's
-// DKIM, SPF, DMARC and ARC, over the message normalised to CRLF. A check the deadline cuts
-// short is a temporary result (temperror, DomainKeys F, DKIM K), never a pass.
+// All the checks on one message: our DomainKeys verifier and mailauth's DKIM, SPF, DMARC and
+// ARC, over the message normalised to CRLF, within the bounds of bounds.ts. Runs in a worker
+// thread (check-worker.ts) that the main thread stops at the deadline: a check the deadline
+// cuts short is a temporary result (temperror, DomainKeys F, DKIM K), never a pass.
 import type { Resolver } from 'node:dns/promises';
 import { normalised, type MessageSource } from '../mail/message.ts';
-import { HeadReader, type Head, type HeaderField } from '../mail/header.ts';
+import { HeadReader, fieldValue, type Head, type HeaderField } from '../mail/header.ts';
 import { DomainKeysCheck, type DkResult, type KeyAnswer } from './domainkeys.ts';
-import { dkimEntries, type DkimEntry } from './dkim-results.ts';
-import { runMailauth, type AuthStatus, type MailauthResults } from './mailauth-checks.ts';
+import { checkedSignatures, dkimEntries, type DkimEntry } from './dkim-results.ts';
+import { runMailauth, type AuthStatus, type DkimSignatureResult, type MailauthResults, type ResolveFunction } from './mailauth-checks.ts';
+import { headerBeyondBounds, limitLookups } from './bounds.ts';
+import { mailboxAddresses } from '../mail/sender-domain.ts';
 import type { Results } from './auth-results.ts';
 import type { DkimLetter } from './letters.ts';
 
@@ -16,48 +19,110 @@ export interface CheckSettings {
   readonly ip: string | null;
   readonly sender: string;
   readonly resolver: Resolver;
-  readonly deadlineMs: number;
 }
 
-const TIMED_OUT = Symbol('timed out');
+/** What the caller learns before the checks end: what to report if they are stopped now. */
+export interface CheckProgress {
+  /** Once the head is read: every result temperror (DomainKeys too unless already known). */
+  fallback(results: Results): void;
+  /** The DomainKeys result, as soon as it is known. */
+  dk(result: DkResult): void;
+}
 
-export async function checkMessage(source: MessageSource, settings: CheckSettings): Promise<Results> {
-  const { head, dk } = domainKeysPass(source);
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<typeof TIMED_OUT>((resolve) => {
-    timer = setTimeout(() => resolve(TIMED_OUT), settings.deadlineMs);
+export const UNFINISHED = 'verification deadline passed';
+
+const NO_PROGRESS: CheckProgress = { fallback: () => undefined, dk: () => undefined };
+
+/**
+ * Runs every check to its end: the deadline is not kept here but by whoever runs this (a
+ * worker thread stopped from outside, check-bounded.ts), so nothing here can outrun it.
+ */
+export async function checkMessage(source: MessageSource, settings: CheckSettings, progress = NO_PROGRESS): Promise<Results> {
+  const resolve = limitLookups((name: string, type: string) => settings.resolver.resolve(name, type));
+  const { head, dk } = domainKeysPass(source, (head, dk) => {
+    const dkFallback: DkResult = dk.done ?? { ...dk.partial(), letter: 'F', result: 'temperror', comment: UNFINISHED };
+    progress.fallback({ dk: dkFallback, ...unchecked(head, 'K', 'temperror', UNFINISHED) });
   });
-  try {
-    const dkResult = dk.done ? Promise.resolve(dk.done) : lookupKey(settings.resolver, dk.keyName).then((answer) => dk.finish(answer));
-    const mailauth = head.oversize ? Promise.resolve(oversize()) : runMailauth({
-      chunks: () => (head.hasSeparator ? copies(normalised(source)) : [Buffer.concat(head.fields.map((field) => field.raw))]),
-      sender: settings.sender,
-      ip: settings.ip,
-      helo: settings.ip ? heloFrom(head, settings.ip) : null,
-      authservId: settings.authservId,
-      resolver: (name, type) => settings.resolver.resolve(name, type),
-    }).catch((error: unknown) => new MailauthFailure(error));
-    const [dkOut, authOut] = await Promise.all([Promise.race([dkResult, deadline]), Promise.race([mailauth, deadline])]);
-    return {
-      dk: dkOut === TIMED_OUT ? { ...dk.partial(), letter: 'F', result: 'temperror', comment: 'verification deadline passed' } : dkOut,
-      ...(authOut === TIMED_OUT ? unchecked(head, 'K', 'temperror', 'verification deadline passed')
-        : authOut instanceof MailauthFailure ? unchecked(head, 'B', 'permerror', authOut.reason)
-          : { ...authOut, dkim: dkimEntries(head, authOut.dkim) }),
-    };
-  } finally {
-    clearTimeout(timer);
+  const dkResult = (dk.done ? Promise.resolve(dk.done) : lookupKey(resolve, dk.keyName).then((answer) => dk.finish(answer)))
+    .then((result) => {
+      progress.dk(result);
+      return result;
+    });
+  const beyond = head.oversize ? 'header section too large to check' : headerBeyondBounds(head);
+  const mailauth = beyond !== null ? Promise.resolve(notChecked(beyond)) : runMailauth({
+    chunks: () => mailauthInput(head, source),
+    sender: settings.sender,
+    ip: settings.ip,
+    helo: settings.ip ? heloFrom(head, settings.ip) : null,
+    authservId: settings.authservId,
+    resolver: resolve,
+  }).then((results) => keysBeforeBodies(results, resolve)).catch((error: unknown) => new MailauthFailure(error));
+  const [dkOut, authOut] = await Promise.all([dkResult, mailauth]);
+  return {
+    dk: dkOut,
+    ...(authOut instanceof MailauthFailure ? unchecked(head, 'B', 'permerror', authOut.reason)
+      : { ...authOut, dkim: dkimEntries(head, authOut.dkim), dmarc: authorCheck(head, authOut.dmarc) }),
+  };
+}
+
+/**
+ * What mailauth reads: the header section with only the DKIM signatures that are checked
+ * (bounds.ts), then the body. A message without an empty line after its head gets only the
+ * header fields, which is what the rest of the message reads as anyway: a head with an empty
+ * body (mailauth would otherwise keep the whole message in memory, looking for that line).
+ */
+function* mailauthInput(head: Head, source: MessageSource): Generator<Buffer> {
+  const kept = head.fields.filter((field) => field.key !== 'dkim-signature' || checkedSignatures(head).has(field));
+  yield Buffer.concat([...kept.map((field) => field.raw), head.hasSeparator ? CRLF : Buffer.alloc(0)]);
+  if (!head.hasSeparator) return;
+  let skip = head.fields.reduce((bytes, field) => bytes + field.raw.length, CRLF.length);
+  for (const chunk of normalised(source)) {
+    if (skip >= chunk.length) {
+      skip -= chunk.length;
+      continue;
+    }
+    yield Buffer.from(chunk.subarray(skip));
+    skip = 0;
   }
 }
 
+const CRLF = Buffer.from('\r\n');
+
 /*
- * mailauth keeps everything before the first empty line in memory and scans it byte by byte.
- * A message without one (hostile, or a body that starts without the separator) would be
- * read whole that way: it is given only the header fields, which is what the rest of the
- * message reads as anyway, a head with an empty body.
+ * mailauth judges the body hash before it asks for the key, so a DNS outage reads as a
+ * permanent body-hash failure. RFC 6376 §6.1.2 fetches the key first: for each signature whose
+ * body hash failed, the key is looked up here, and a lookup that fails temporarily is the
+ * result (temperror), one that finds no key is "no key".
  */
+async function keysBeforeBodies(results: MailauthResults, resolve: ResolveFunction): Promise<MailauthResults> {
+  const dkim = await Promise.all(results.dkim.map(async (row): Promise<DkimSignatureResult> => {
+    if (row.status.comment !== 'body hash did not verify' || !row.selector || !row.signingDomain) return row;
+    const answer = await lookupKey(resolve, `${row.selector}._domainkey.${row.signingDomain}`);
+    if (!('error' in answer)) return row;
+    const status: AuthStatus = answer.error === 'temporary'
+      ? { result: 'temperror', comment: 'key lookup failed' }
+      : { result: 'neutral', comment: 'no key' };
+    return { ...row, status: { ...row.status, ...status } };
+  }));
+  return { ...results, dkim };
+}
+
+/**
+ * RFC 7489 §6.6.1: a message with several From: fields, or several author domains, has no one
+ * Author Domain; mailauth then reports none. Such a message is a permerror here (a fail stays a
+ * fail), never a "none" that a filter would read as "no policy to apply".
+ */
+function authorCheck(head: Head, dmarc: AuthStatus): AuthStatus {
+  if (dmarc.result === 'fail') return dmarc;
+  const froms = head.fields.filter((field) => field.key === 'from');
+  if (froms.length > 1) return { result: 'permerror', comment: 'more than one From: field' };
+  const domains = new Set(froms.flatMap((field) => mailboxAddresses(fieldValue(field).toString('utf8')).map((box) => box.domain.toLowerCase())));
+  if (domains.size > 1) return { result: 'permerror', comment: 'more than one author domain' };
+  return dmarc;
+}
 
 /** Reads the head and feeds the body to the DomainKeys check, in one synchronous pass. */
-function domainKeysPass(source: MessageSource): { head: Head; dk: DomainKeysCheck } {
+function domainKeysPass(source: MessageSource, onHead: (head: Head, dk: DomainKeysCheck) => void): { head: Head; dk: DomainKeysCheck } {
   const reader = new HeadReader();
   const chunks = normalised(source)[Symbol.iterator]();
   let head: Head | null = null;
@@ -71,23 +136,21 @@ function domainKeysPass(source: MessageSource): { head: Head; dk: DomainKeysChec
     if (body === null) continue;
     head = reader.head as Head;
     dk = new DomainKeysCheck(head);
+    onHead(head, dk);
     if (dk.done) break;
     dk.body(body);
   }
   if (!dk) {
     head = reader.end();
     dk = new DomainKeysCheck(head);
+    onHead(head, dk);
   }
   return { head: head ?? reader.end(), dk };
 }
 
-function* copies(chunks: Iterable<Buffer>): Generator<Buffer> {
-  for (const chunk of chunks) yield Buffer.from(chunk);
-}
-
-async function lookupKey(resolver: Resolver, name: string): Promise<KeyAnswer> {
+async function lookupKey(resolve: ResolveFunction, name: string): Promise<KeyAnswer> {
   try {
-    return { records: await resolver.resolveTxt(name) };
+    return { records: (await resolve(name, 'TXT')) as string[][] };
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     return { error: code === 'ENOTFOUND' || code === 'ENODATA' ? 'nokey' : 'temporary' };
@@ -120,8 +183,9 @@ class MailauthFailure {
   }
 }
 
-function oversize(): MailauthResults {
-  const why: AuthStatus = { result: 'permerror', comment: 'header section too large to check' };
+/** A head past the bounds: nothing of it is given to mailauth. */
+function notChecked(reason: string): MailauthResults {
+  const why: AuthStatus = { result: 'permerror', comment: reason };
   return { dkim: [], spf: why, dmarc: why, arc: why };
 }
 

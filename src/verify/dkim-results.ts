@@ -2,7 +2,8 @@
 // header order. mailauth (lenient mode) leaves out of its results the signatures it cannot
 // process at all (unknown a= or c=, no d= or s=); those are found here from the header
 // fields themselves and reported as permerror, so that a signature never silently vanishes.
-import { fieldValue, type Head } from '../mail/header.ts';
+import { fieldValue, type Head, type HeaderField } from '../mail/header.ts';
+import { MAX_DKIM_SIGNATURES, MAX_SIGNED_NAMES, signedNameCount } from './bounds.ts';
 import type { DkimLetter } from './letters.ts';
 import type { DkimSignatureResult } from './mailauth-checks.ts';
 import { parseTags } from './tags.ts';
@@ -103,30 +104,76 @@ function revoked(rr: string | undefined): boolean {
   return p !== null && (p[1] ?? '').trim() === '';
 }
 
-/** Every DKIM-Signature of the head, in order, with mailauth's result where it gave one. */
-export function dkimEntries(head: Head, rows: readonly DkimSignatureResult[]): DkimEntry[] {
-  const signed = rows.filter((row) => row.status.result !== 'none');
-  const pending = [...signed];
-  const entries: DkimEntry[] = [];
+const CHECKED = new WeakMap<Head, Set<HeaderField>>();
+
+/**
+ * The DKIM-Signature fields that are checked (bounds.ts): the first MAX_DKIM_SIGNATURES in
+ * header order, less those whose h= lists more than MAX_SIGNED_NAMES names.
+ */
+export function checkedSignatures(head: Head): ReadonlySet<HeaderField> {
+  let checked = CHECKED.get(head);
+  if (checked) return checked;
+  checked = new Set();
+  for (const field of firstSignatures(head)) {
+    const h = parseTags(fieldValue(field).toString('latin1'))?.get('h') ?? '';
+    if (signedNameCount(h) <= MAX_SIGNED_NAMES) checked.add(field);
+  }
+  CHECKED.set(head, checked);
+  return checked;
+}
+
+function firstSignatures(head: Head): HeaderField[] {
+  const fields: HeaderField[] = [];
   for (const field of head.fields) {
     if (field.key !== 'dkim-signature') continue;
+    fields.push(field);
+    if (fields.length === MAX_DKIM_SIGNATURES) break;
+  }
+  return fields;
+}
+
+/**
+ * Every checked DKIM-Signature of the head, in order, with mailauth's result for exactly that
+ * signature. mailauth reports in header order and leaves out what it cannot process, so the
+ * results are taken in order: a field takes the next result only when that result names the
+ * same d=, s=, a= and b=; otherwise mailauth skipped the field. Two signatures alike in all
+ * four would make the same result, so which of them a result goes to cannot matter.
+ */
+export function dkimEntries(head: Head, rows: readonly DkimSignatureResult[]): DkimEntry[] {
+  const signed = rows.filter((row) => row.status.result !== 'none');
+  const checked = checkedSignatures(head);
+  let next = 0;
+  const entries: DkimEntry[] = [];
+  for (const field of firstSignatures(head)) {
     const tags = parseTags(fieldValue(field).toString('latin1'));
     const b = (tags?.get('b') ?? '').replace(/[ \t\r\n]+/g, '');
     const names = { d: tags?.get('d') ?? '', s: tags?.get('s') ?? '', a: tags?.get('a') ?? '', b: b.slice(0, 8) };
-    const at = pending.findIndex((row) => (row.signature ?? '').replace(/[ \t\r\n]+/g, '') === b && (row.signingDomain ?? '') === names.d);
-    if (at === -1) {
+    if (!checked.has(field)) {
+      entries.push({ ...names, ...entry('C', 'permerror', `h= lists more than ${MAX_SIGNED_NAMES} fields`) });
+      continue;
+    }
+    const row = signed[next];
+    if (row === undefined || !sameSignature(row, names.d, names.s, names.a, b)) {
       entries.push({ ...names, ...skipped(tags) });
       continue;
     }
-    const [row] = pending.splice(at, 1);
-    entries.push({ ...names, ...mapDkimResult(row as DkimSignatureResult) });
+    next++;
+    entries.push({ ...names, ...mapDkimResult(row) });
   }
   // Anything mailauth reported that was not matched (it should not happen): still reported.
-  for (const row of pending) {
+  for (const row of signed.slice(next)) {
     entries.push({ d: row.signingDomain ?? '', s: row.selector ?? '', a: row.algo ?? '', b: (row.signature ?? '').slice(0, 8), ...mapDkimResult(row) });
   }
+  const unchecked = head.fields.reduce((count, field) => count + (field.key === 'dkim-signature' ? 1 : 0), 0) - MAX_DKIM_SIGNATURES;
+  if (unchecked > 0) entries.push({ letter: 'N', result: 'none', comment: `${unchecked} more signatures not checked` });
   if (entries.length === 0) entries.push({ letter: 'N', result: 'none', comment: 'message not signed' });
   return entries;
+}
+
+function sameSignature(row: DkimSignatureResult, d: string, s: string, a: string, b: string): boolean {
+  const same = (x: string | undefined, y: string): boolean => (x ?? '').toLowerCase() === y.toLowerCase();
+  return same(row.signingDomain, d) && same(row.selector, s) && same(row.algo, a)
+    && (row.signature ?? '').replace(/[ \t\r\n]+/g, '') === b;
 }
 
 /** Why mailauth skipped a signature, as it would say in its strict mode. */

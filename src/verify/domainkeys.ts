@@ -9,7 +9,7 @@
 import { createPublicKey, createVerify, type KeyObject, type Verify } from 'node:crypto';
 import { HeadReader, fieldValue, type Head, type HeaderField } from '../mail/header.ts';
 import { DkCanonicalizer, type DkCanonicalization } from '../canon/dk.ts';
-import { firstMailboxDomain } from '../mail/sender-domain.ts';
+import { mailboxAddresses } from '../mail/sender-domain.ts';
 import { canonicalDomain } from '../mail/domain.ts';
 import type { DkLetter } from './letters.ts';
 import { parseTags, type Tags } from './tags.ts';
@@ -97,11 +97,13 @@ export class DomainKeysCheck {
       return;
     }
     if (sender.domain !== domain && !sender.domain.endsWith(`.${domain}`)) {
-      this.done = result('B', 'fail', `the ${sender.header} domain is not d= nor below it`, more);
+      // libdomainkeys' dk_end() returns DK_STAT_SYNTAX for this, not DK_STAT_BADSIG: the
+      // signature is not one this sender could make, whatever its bytes.
+      this.done = result('G', 'permerror', `the ${sender.header} domain is not d= nor below it`, more);
       return;
     }
-    const names2 = parsed.get('h')?.split(':').map((name) => name.trim().toLowerCase()).filter((name) => name !== '');
-    const covered = head.fields.slice(at + 1).filter((field) => !names2 || names2.includes(field.key));
+    const signedNames = signedFieldNames(parsed.get('h'));
+    const covered = head.fields.slice(at + 1).filter((field) => !signedNames || signedNames.has(field.key));
     if (!covered.some((field) => field.key === sender.header)) {
       this.done = result('B', 'fail', `the ${sender.header} header is not signed`, more);
       return;
@@ -183,22 +185,24 @@ function senderOf(fields: readonly HeaderField[]): Sender {
   const field = senders[0] ?? froms[0];
   if (!field) return { error: 'no From: header', letter: 'C' };
   const header = senders[0] ? 'sender' : 'from';
-  const value = fieldValue(field).toString('utf8');
-  const raw = firstMailboxDomain(value);
-  const domain = raw === null ? null : canonicalDomain(raw);
-  if (domain === null) return { error: `no address in the ${header} header`, letter: 'G' };
-  const address = mailboxAddress(value) ?? `@${domain}`;
-  const localPart = address.slice(0, address.lastIndexOf('@'));
-  return { header, address, localPart, domain };
+  // The address is the one whose domain is checked, read by the same tokenizer: a display
+  // name such as "<ceo@bank.test>" is a quoted string, never the address.
+  const mailbox = mailboxAddresses(fieldValue(field).toString('utf8'), 1)[0];
+  const domain = mailbox === undefined ? null : canonicalDomain(mailbox.domain);
+  if (mailbox === undefined || domain === null) return { error: `no address in the ${header} header`, letter: 'G' };
+  const printable = /^[\x21-\x7e]+$/.test(mailbox.local) ? mailbox.local : '';
+  return { header, address: `${printable}@${domain}`, localPart: mailbox.local, domain };
 }
 
-/** The first addr-spec of an address list, as text (angle address first), for display. */
-function mailboxAddress(value: string): string | null {
-  const withoutComments = value.replace(/\((?:[^()\\]|\\.)*\)/g, ' ');
-  const angle = /<([^<>]*@[^<>]*)>/.exec(withoutComments);
-  const plain = /([^\s<>,;:"]+@[^\s<>,;:"]+)/.exec(withoutComments);
-  const address = (angle?.[1] ?? plain?.[1] ?? '').trim();
-  return /^[\x21-\x7e]+@[\x21-\x7e]+$/.test(address) ? address : null;
+/** h= as a set of lowercase names (null: no h=, every field counts); bounded by the caller's cap on the field. */
+function signedFieldNames(h: string | undefined): Set<string> | null {
+  if (h === undefined) return null;
+  const names = new Set<string>();
+  for (const name of h.split(':')) {
+    const key = name.trim().toLowerCase();
+    if (key !== '') names.add(key);
+  }
+  return names;
 }
 
 type KeyRecord = { key: KeyObject; testing: boolean; granularity: string | null } | { letter: DkLetter; comment: string };

@@ -3,7 +3,7 @@
 // unchanged envelope to the next program and exit with its status.
 import { readSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MessageReadError, openMessage, type MessageSource } from '../mail/message.ts';
+import { openMessage, type MessageSource } from '../mail/message.ts';
 import { controlDir, readControlLine } from '../common/control.ts';
 import { makeResolver, serverList } from '../common/dns.ts';
 import { OUTCOMES, VerifyFailure } from './outcomes.ts';
@@ -11,7 +11,7 @@ import { parseEnvelope } from './envelope.ts';
 import { decide, parseLetters } from './letters.ts';
 import { authResultsField } from './auth-results.ts';
 import { messageDkimLetter } from './dkim-results.ts';
-import { checkMessage, type CheckSettings } from './check.ts';
+import { checkWithin, type WorkerInput } from './check-bounded.ts';
 import { rewritten } from './rewrite.ts';
 import { exitStatusOf, startNext } from './next-queue.ts';
 import type { Writable } from 'node:stream';
@@ -28,28 +28,32 @@ export async function verifyAndQueue(next: string, env: NodeJS.ProcessEnv): Prom
   const source = await readMessage();
   try {
     const envelope = parseEnvelope(readEnvelope());
-    const results = await checkMessage(source, { ...settings, sender: envelope.sender }).catch((error: unknown) => {
-      throw error instanceof MessageReadError ? new VerifyFailure('READ_ERROR', 'cannot read the message', { cause: error }) : error;
-    });
+    if (source.fd === undefined) throw new VerifyFailure('INTERNAL', 'the message is not in a file');
+    const { deadlineMs, ...checks } = settings;
+    const results = await checkWithin({ ...checks, fd: source.fd, sender: envelope.sender }, deadlineMs);
     const decision = decide(policy, results.dk.letter, messageDkimLetter(results.dkim));
     if (decision === 'reject') return OUTCOMES.REJECTED.status;
     if (decision === 'defer') return OUTCOMES.DEFERRED.status;
     const field = authResultsField(settings.authservId, results, lineEnd(source));
-    return await queue(next, source, field, settings.authservId, envelope.bytes);
+    return await queue(next, source, field, envelope.bytes);
   } finally {
     source.close();
   }
 }
 
-function checkSettings(env: NodeJS.ProcessEnv): Omit<CheckSettings, 'sender'> {
-  const resolver = makeResolver({ servers: serverList(env.DKVERIFY_DNS), timeout: DNS_TIMEOUT_MS, tries: DNS_TRIES });
-  if (!resolver) throw new VerifyFailure('INTERNAL', 'DKVERIFY_DNS is not a list of IP addresses');
+type Settings = Omit<WorkerInput, 'fd' | 'sender'> & { readonly deadlineMs: number };
+
+function checkSettings(env: NodeJS.ProcessEnv): Settings {
+  const dnsServers = serverList(env.DKVERIFY_DNS);
+  if (!makeResolver({ servers: dnsServers })) throw new VerifyFailure('INTERNAL', 'DKVERIFY_DNS is not a list of IP addresses');
   const seconds = env.DKVERIFY_TIMEOUT === undefined ? DEFAULT_DEADLINE_SECONDS : Number(env.DKVERIFY_TIMEOUT);
   if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 600) throw new VerifyFailure('INTERNAL', 'DKVERIFY_TIMEOUT is not a number of seconds');
   return {
     authservId: authservId(env),
     ip: env.TCPREMOTEIP || null,
-    resolver,
+    dnsServers,
+    dnsTimeoutMs: DNS_TIMEOUT_MS,
+    dnsTries: DNS_TRIES,
     deadlineMs: seconds * 1000,
   };
 }
@@ -100,21 +104,39 @@ function lineEnd(source: MessageSource): string {
   return '\n';
 }
 
-async function queue(next: string, source: MessageSource, field: Buffer, id: string, envelope: Buffer): Promise<number> {
+/**
+ * Hands the message to the next program, then the envelope: qmail-queue reads the whole
+ * message before the envelope, and without an envelope it queues nothing. So a failure of ours
+ * while the message is being written (the message may be a stranger's worst case) kills the
+ * next program before it has an envelope to read, and no truncated copy is ever queued.
+ */
+async function queue(next: string, source: MessageSource, field: Buffer, envelope: Buffer): Promise<number> {
   const child = startNext(next, ['pipe', 'pipe', 'inherit']);
   const status = exitStatusOf(child);
   const [stdin, envelopeOut] = [child.stdio[0] as Writable, child.stdio[1] as unknown as Writable];
-  let broken = false;
-  for (const stream of [stdin, envelopeOut]) stream.on('error', () => (broken = true));
-  // Not awaited: qmail-queue reads the envelope only after the whole message.
-  envelopeOut.end(envelope);
-  for (const chunk of rewritten(source.chunks(), field, id)) {
-    if (broken) break;
-    if (chunk.length === 0) continue;
-    await new Promise<void>((resolve) => stdin.write(chunk, () => resolve()));
+  // The next program may end early (qmail-queue: disk full, 53); its status says why.
+  for (const stream of [stdin, envelopeOut]) stream.on('error', () => undefined);
+  try {
+    for (const chunk of rewritten(source.chunks(), field)) {
+      if (chunk.length > 0 && !(await written(stdin, chunk))) return await status;
+    }
+    if (!(await written(stdin, null))) return await status;
+  } catch (error) {
+    child.kill('SIGKILL');
+    envelopeOut.destroy();
+    await status;
+    throw new VerifyFailure('INTERNAL', 'the message could not be handed on whole', { cause: error });
   }
-  stdin.end();
+  envelopeOut.end(envelope);
   const result = await status;
   await sleep(0);
   return result;
+}
+
+/** Writes a chunk (null: ends the stream); false when the reader has gone. */
+function written(stream: Writable, chunk: Buffer | null): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (chunk === null) stream.end(() => resolve(!stream.errored));
+    else stream.write(chunk, (error) => resolve(!error));
+  });
 }

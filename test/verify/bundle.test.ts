@@ -1,7 +1,8 @@
-// bin/qmail-dkverify runs two bundles: dist/qmail-dkverify.cjs, the verify path, which every
-// message reads, and dist/qmail-dkverify-mailauth.cjs, mailauth and its dependencies, which only
-// a verification reads. Neither holds the delivery path or the admin commands, and the parts
-// of mailauth a verification never calls are loaded on first use, not at start-up.
+// bin/qmail-dkverify runs three bundles: dist/qmail-dkverify.cjs, the entry, which every
+// message reads; dist/qmail-dkverify-check.cjs, the checks, which only a verification reads, in
+// the worker thread that the entry stops at the deadline; and dist/qmail-dkverify-mailauth.cjs,
+// mailauth and its dependencies, which the checks require. None holds the delivery path or the
+// admin commands, and the parts of mailauth a verification never calls are loaded on first use.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -11,17 +12,22 @@ import { fileURLToPath } from 'node:url';
 const DIST = new URL('../../dist/', import.meta.url);
 const inputs: Record<string, string[]> = JSON.parse(readFileSync(new URL('qmail-dkverify.inputs.json', DIST), 'utf8'));
 const main = inputs['qmail-dkverify.cjs'] ?? [];
+const check = inputs['qmail-dkverify-check.cjs'] ?? [];
 const mailauth = inputs['qmail-dkverify-mailauth.cjs'] ?? [];
 const packagesOf = (paths: string[]): Set<string> =>
   new Set(paths.flatMap((path) => /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(path)?.[1] ?? []));
 
-test('the entry bundle holds the verify path and what it shares with signing, and no package', () => {
+test('the entry bundle holds the verify path but not the checks; the check bundle holds them; neither a package', () => {
   const sources = main.filter((path) => path.startsWith('src/'));
   assert.ok(sources.includes('src/verify/qmail-dkverify.ts'));
-  assert.ok(sources.includes('src/verify/mailauth-checks.ts'));
-  const outside = sources.filter((path) => !/^src\/(verify|mail|canon|common)\//.test(path));
+  assert.ok(!sources.includes('src/verify/check.ts'));
+  assert.ok(!sources.includes('src/verify/mailauth-checks.ts'));
+  const checks = check.filter((path) => path.startsWith('src/'));
+  assert.ok(checks.includes('src/verify/check.ts'));
+  assert.ok(checks.includes('src/verify/mailauth-checks.ts'));
+  const outside = [...sources, ...checks].filter((path) => !/^src\/(verify|mail|canon|common)\//.test(path));
   assert.deepEqual(outside, []);
-  assert.deepEqual([...packagesOf(main)], []);
+  assert.deepEqual([...packagesOf(main), ...packagesOf(check)], []);
 });
 
 test('mailauth is in its own bundle, without its signer entry, BIMI, or the admin and delivery packages', () => {
@@ -36,8 +42,8 @@ test('mailauth is in its own bundle, without its signer entry, BIMI, or the admi
   }
 });
 
-test('the entry requires the mailauth bundle, not import(): no ES loader scan of its exports', () => {
-  const bundle = readFileSync(new URL('qmail-dkverify.cjs', DIST), 'utf8');
+test('the checks require the mailauth bundle, not import(): no ES loader scan of its exports', () => {
+  const bundle = readFileSync(new URL('qmail-dkverify-check.cjs', DIST), 'utf8');
   assert.match(bundle, /require\("\.\/qmail-dkverify-mailauth\.cjs"\)/);
   assert.doesNotMatch(bundle, /import\("/);
 });

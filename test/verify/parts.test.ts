@@ -66,15 +66,50 @@ const MESSAGE = Buffer.from(
 );
 const EXPECTED =
   'NEW\nReceived: from x\n  by y\nX-Original-Authentication-Results: mx.test;\n dkim=pass\nX-Original-authentication-results : (c) MX.TEST; x\n' +
-  'Authentication-Results: other.test; spf=pass\nSubject: s\n\nAuthentication-Results: mx.test; in the body\n';
+  'X-Original-Authentication-Results: other.test; spf=pass\nSubject: s\n\nAuthentication-Results: mx.test; in the body\n';
 
-test('rewriting renames only our forged fields in the head, whatever the chunk boundaries', () => {
-  for (let size = 1; size <= MESSAGE.length; size++) {
-    const chunks: Buffer[] = [];
-    for (let i = 0; i < MESSAGE.length; i += size) chunks.push(MESSAGE.subarray(i, i + size));
-    const out = Buffer.concat([...rewritten(chunks, Buffer.from('NEW\n'), 'mx.test')].map((chunk) => Buffer.from(chunk)));
-    assert.equal(out.toString(), EXPECTED, `chunks of ${size}`);
-  }
+function rewrite(message: Buffer, size: number, field = Buffer.alloc(0)): string {
+  const chunks: Buffer[] = [];
+  for (let i = 0; i < message.length; i += size) chunks.push(message.subarray(i, i + size));
+  return Buffer.concat([...rewritten(chunks, field)].map((chunk) => Buffer.from(chunk))).toString('latin1');
+}
+
+test('rewriting renames every Authentication-Results field of the head, whatever the chunk boundaries', () => {
+  for (let size = 1; size <= MESSAGE.length; size++) assert.equal(rewrite(MESSAGE, size, Buffer.from('NEW\n')), EXPECTED, `chunks of ${size}`);
+});
+
+// What a lenient reader (Dovecot, procmail, maildrop) still reads as an Authentication-Results
+// field above the first empty line, after whatever stopped a stricter parser.
+const FORGED = 'Authentication-Results: mx.test; dkim=pass header.d=bank.test\n';
+const PROBES: Record<string, string> = {
+  'after a line without a colon': `Subject: s\nno colon here\n${FORGED}\nbody\n`,
+  'after an 8-bit field name': `Subj\xe9ct: s\n${FORGED}\nbody\n`,
+  'after a NUL-terminated field name': `Subject\0: s\n${FORGED}\nbody\n`,
+  'with a NUL in its own name': `Authentication-Results\0: mx.test; dkim=pass\n\nbody\n`,
+  'with its name folded before the colon': `Subject: s\nAuthentication-Results\n : mx.test; dkim=pass\n\nbody\n`,
+  'after a bare CR': `Subject: s\r${FORGED}\nbody\n`,
+  'after 4 MB of header': `X-Big: ${'a'.repeat(76)}\n${' b\n'.repeat(4 << 18)}${FORGED}\nbody\n`,
+  'with a trailing dot on the id': 'Authentication-Results: mx.test.; dkim=pass\n\nbody\n',
+  'in upper case with CRLF': 'AUTHENTICATION-RESULTS: MX.TEST; dkim=pass\r\n\r\nbody\r\n',
+};
+
+for (const [name, text] of Object.entries(PROBES)) {
+  test(`a forged Authentication-Results ${name} is renamed`, () => {
+    const message = Buffer.from(text, 'latin1');
+    for (const size of [1, 7, 65536]) {
+      if (size === 1 && message.length > 10000) continue;
+      const out = rewrite(message, size);
+      const head = out.slice(0, out.search(/\r?\n\r?\n/));
+      assert.doesNotMatch(head, /(^|[\n\r])Authentication-Results/i, `chunks of ${size}`);
+      assert.equal(out.replace(/X-Original-/g, ''), text, 'nothing else changes');
+      assert.match(out, /X-Original-Authentication-Results/i);
+    }
+  });
+}
+
+test('a field name folded over a long run of blank continuation lines is renamed, not held without end', () => {
+  const message = Buffer.from(`Authentication-${' \n'.repeat(40000)} Results: mx.test; dkim=pass\n\nbody\n`, 'latin1');
+  assert.match(rewrite(message, 4096), /^X-Original-Authentication-/);
 });
 
 test('rewriting passes everything else byte for byte: CRLF, bare CR, NUL, no final newline, no body', () => {
@@ -83,7 +118,7 @@ test('rewriting passes everything else byte for byte: CRLF, bare CR, NUL, no fin
     for (const size of [1, 3, 64]) {
       const chunks: Buffer[] = [];
       for (let i = 0; i < message.length; i += size) chunks.push(message.subarray(i, i + size));
-      const out = Buffer.concat([...rewritten(chunks, Buffer.alloc(0), 'mx.test')].map((chunk) => Buffer.from(chunk)));
+      const out = Buffer.concat([...rewritten(chunks, Buffer.alloc(0))].map((chunk) => Buffer.from(chunk)));
       assert.deepEqual(out, message, JSON.stringify(text));
     }
   }

@@ -255,7 +255,10 @@ test('hostile input: 50 signatures, invalid base64 in b=, NUL bytes, bare CR: a 
   const result = await run(withJunk, { env: { DKVERIFY: '' } });
   assert.equal(result.status, 0);
   assert.ok(result.queued?.message.subarray(-withJunk.length).equals(withJunk));
-  assert.equal((addedField(result).match(/dkim=/g) ?? []).length, 50);
+  // The first ten are checked (src/verify/bounds.ts), the rest counted in one entry.
+  const field = addedField(result);
+  assert.equal((field.match(/dkim=permerror/g) ?? []).length, 10);
+  assert.match(field, /dkim=none \(40 more signatures not checked\)/);
 });
 
 test('hostile input: 10,000 header fields and a 1 MB header line', async () => {
@@ -339,13 +342,13 @@ test('malformed DKVERIFY is a configuration error (81), never an accept-all', as
 
 // --- Authentication-Results -------------------------------------------------------------
 
-test('a forged Authentication-Results claiming our authserv-id is renamed; others are left alone', async () => {
+test('every Authentication-Results that came with the message is renamed, ours forged or another', async () => {
   const forged = 'Authentication-Results: MX.example.net;\n dkim=pass header.d=bank.example\n';
   const foreign = 'Authentication-Results: (comment) other.example; spf=pass\n';
   const message = Buffer.concat([asReceived(MESSAGE).subarray(0, 0), Buffer.from(forged + foreign), asReceived(MESSAGE)]);
   const result = await run(message, { env: { DKVERIFY: '' } });
   const queued = result.queued?.message.toString('latin1') ?? '';
-  assert.match(queued, /\nX-Original-Authentication-Results: MX\.example\.net;\n dkim=pass header\.d=bank\.example\nAuthentication-Results: \(comment\) other\.example; spf=pass\n/);
+  assert.match(queued, /\nX-Original-Authentication-Results: MX\.example\.net;\n dkim=pass header\.d=bank\.example\nX-Original-Authentication-Results: \(comment\) other\.example; spf=pass\n/);
   assert.equal((queued.match(/^Authentication-Results: mx\.example\.net;/gm) ?? []).length, 1, 'one field of ours');
 });
 
