@@ -13,6 +13,11 @@ export const MAX_SIGNED_NAMES = 256;
 export const MAX_LINES_PER_FIELD = 1000;
 /** Fields in the header section: the h= scans are names × fields. */
 export const MAX_FIELDS = 5000;
+/**
+ * White space in one run inside a signature field (DKIM-Signature, ARC-*): mailauth's tag
+ * parser is quadratic in such runs, and a real signer folds with a few spaces at a time.
+ */
+export const MAX_SPACE_RUN = 256;
 /** DNS queries one message may cause, all checks together (SPF's own limit of 10 included). */
 export const MAX_LOOKUPS = 50;
 /** The worker's JavaScript heap; past it the worker is stopped and the checks are temperror. */
@@ -23,8 +28,19 @@ export function headerBeyondBounds(head: Head): string | null {
   if (head.fields.length > MAX_FIELDS) return `more than ${MAX_FIELDS} header fields`;
   for (const field of head.fields) {
     if (countLines(field.raw) > MAX_LINES_PER_FIELD) return `a header field of more than ${MAX_LINES_PER_FIELD} lines`;
+    if (field.key.startsWith('arc-') && spaceRunOver(field.raw)) return `an ARC field with more than ${MAX_SPACE_RUN} spaces in a row`;
   }
   return null;
+}
+
+/** Whether the field holds a run of more than MAX_SPACE_RUN bytes of white space (CR and LF included). */
+export function spaceRunOver(raw: Buffer): boolean {
+  let run = 0;
+  for (const byte of raw) {
+    run = byte === 0x20 || byte === 0x09 || byte === 0x0d || byte === 0x0a ? run + 1 : 0;
+    if (run > MAX_SPACE_RUN) return true;
+  }
+  return false;
 }
 
 function countLines(raw: Buffer): number {

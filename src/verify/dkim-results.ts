@@ -3,7 +3,7 @@
 // process at all (unknown a= or c=, no d= or s=); those are found here from the header
 // fields themselves and reported as permerror, so that a signature never silently vanishes.
 import { fieldValue, type Head, type HeaderField } from '../mail/header.ts';
-import { MAX_DKIM_SIGNATURES, MAX_SIGNED_NAMES, signedNameCount } from './bounds.ts';
+import { MAX_DKIM_SIGNATURES, MAX_SIGNED_NAMES, MAX_SPACE_RUN, signedNameCount, spaceRunOver } from './bounds.ts';
 import type { DkimLetter } from './letters.ts';
 import type { DkimSignatureResult } from './mailauth-checks.ts';
 import { parseTags } from './tags.ts';
@@ -115,11 +115,17 @@ export function checkedSignatures(head: Head): ReadonlySet<HeaderField> {
   if (checked) return checked;
   checked = new Set();
   for (const field of firstSignatures(head)) {
-    const h = parseTags(fieldValue(field).toString('latin1'))?.get('h') ?? '';
-    if (signedNameCount(h) <= MAX_SIGNED_NAMES) checked.add(field);
+    if (uncheckable(field) === null) checked.add(field);
   }
   CHECKED.set(head, checked);
   return checked;
+}
+
+/** Why a signature is past the bounds and not given to mailauth, or null. */
+function uncheckable(field: HeaderField): string | null {
+  if (spaceRunOver(field.raw)) return `more than ${MAX_SPACE_RUN} spaces in a row`;
+  const h = parseTags(fieldValue(field).toString('latin1'))?.get('h') ?? '';
+  return signedNameCount(h) > MAX_SIGNED_NAMES ? `h= lists more than ${MAX_SIGNED_NAMES} fields` : null;
 }
 
 function firstSignatures(head: Head): HeaderField[] {
@@ -149,7 +155,7 @@ export function dkimEntries(head: Head, rows: readonly DkimSignatureResult[]): D
     const b = (tags?.get('b') ?? '').replace(/[ \t\r\n]+/g, '');
     const names = { d: tags?.get('d') ?? '', s: tags?.get('s') ?? '', a: tags?.get('a') ?? '', b: b.slice(0, 8) };
     if (!checked.has(field)) {
-      entries.push({ ...names, ...entry('C', 'permerror', `h= lists more than ${MAX_SIGNED_NAMES} fields`) });
+      entries.push({ ...names, ...entry('C', 'permerror', uncheckable(field) ?? 'not checked') });
       continue;
     }
     const row = signed[next];

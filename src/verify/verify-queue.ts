@@ -2,7 +2,6 @@
 // DKVERIFY letters, then hand the message with its Authentication-Results field and the
 // unchanged envelope to the next program and exit with its status.
 import { readSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { openMessage, type MessageSource } from '../mail/message.ts';
 import { controlDir, readControlLine } from '../common/control.ts';
 import { makeResolver, serverList } from '../common/dns.ts';
@@ -13,8 +12,7 @@ import { authResultsField } from './auth-results.ts';
 import { messageDkimLetter } from './dkim-results.ts';
 import { checkWithin, type WorkerInput } from './check-bounded.ts';
 import { rewritten } from './rewrite.ts';
-import { exitStatusOf, startNext } from './next-queue.ts';
-import type { Writable } from 'node:stream';
+import { handOver } from './next-queue.ts';
 
 /** The whole verification's deadline, seconds, unless DKVERIFY_TIMEOUT says otherwise. */
 export const DEFAULT_DEADLINE_SECONDS = 20;
@@ -35,7 +33,7 @@ export async function verifyAndQueue(next: string, env: NodeJS.ProcessEnv): Prom
     if (decision === 'reject') return OUTCOMES.REJECTED.status;
     if (decision === 'defer') return OUTCOMES.DEFERRED.status;
     const field = authResultsField(settings.authservId, results, lineEnd(source));
-    return await queue(next, source, field, envelope.bytes);
+    return await handOver(next, rewritten(source.chunks(), field), envelope.bytes);
   } finally {
     source.close();
   }
@@ -102,41 +100,4 @@ function lineEnd(source: MessageSource): string {
     return lf > 0 && chunk[lf - 1] === 0x0d ? '\r\n' : '\n';
   }
   return '\n';
-}
-
-/**
- * Hands the message to the next program, then the envelope: qmail-queue reads the whole
- * message before the envelope, and without an envelope it queues nothing. So a failure of ours
- * while the message is being written (the message may be a stranger's worst case) kills the
- * next program before it has an envelope to read, and no truncated copy is ever queued.
- */
-async function queue(next: string, source: MessageSource, field: Buffer, envelope: Buffer): Promise<number> {
-  const child = startNext(next, ['pipe', 'pipe', 'inherit']);
-  const status = exitStatusOf(child);
-  const [stdin, envelopeOut] = [child.stdio[0] as Writable, child.stdio[1] as unknown as Writable];
-  // The next program may end early (qmail-queue: disk full, 53); its status says why.
-  for (const stream of [stdin, envelopeOut]) stream.on('error', () => undefined);
-  try {
-    for (const chunk of rewritten(source.chunks(), field)) {
-      if (chunk.length > 0 && !(await written(stdin, chunk))) return await status;
-    }
-    if (!(await written(stdin, null))) return await status;
-  } catch (error) {
-    child.kill('SIGKILL');
-    envelopeOut.destroy();
-    await status;
-    throw new VerifyFailure('INTERNAL', 'the message could not be handed on whole', { cause: error });
-  }
-  envelopeOut.end(envelope);
-  const result = await status;
-  await sleep(0);
-  return result;
-}
-
-/** Writes a chunk (null: ends the stream); false when the reader has gone. */
-function written(stream: Writable, chunk: Buffer | null): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (chunk === null) stream.end(() => resolve(!stream.errored));
-    else stream.write(chunk, (error) => resolve(!error));
-  });
 }
