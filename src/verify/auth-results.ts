@@ -30,17 +30,18 @@ function value(text: string): string {
   return `"${clean.replace(/["\\]/g, (c) => `\\${c}`)}"`;
 }
 
-function resinfo(method: string, result: string, why: string | undefined | false, props: [string, unknown][]): string {
+/** One result as its parts (method=result, comment, properties), each well under 998 octets. */
+function resinfo(method: string, result: string, why: string | undefined | false, props: [string, unknown][]): string[] {
   const parts = [`${method}=${RESULT.test(result) ? result : 'permerror'}`];
   if (why) parts.push(comment(why));
   for (const [name, prop] of props) {
     if (typeof prop === 'string' && prop !== '') parts.push(`${name}=${value(prop)}`);
   }
-  return parts.join(' ');
+  return parts;
 }
 
 /** mailauth's SPF, DMARC and ARC statuses: result, comment, then smtp.*, header.*, policy.*. */
-function fromStatus(method: string, status: AuthStatus): string {
+function fromStatus(method: string, status: AuthStatus): string[] {
   const props: [string, unknown][] = [];
   for (const ptype of ['smtp', 'header', 'policy'] as const) {
     for (const [name, prop] of Object.entries(status[ptype] ?? {})) props.push([`${ptype}.${name}`, prop]);
@@ -48,20 +49,25 @@ function fromStatus(method: string, status: AuthStatus): string {
   return resinfo(method, status.result, status.comment, props);
 }
 
-function dkimInfo(entry: DkimEntry): string {
+function dkimInfo(entry: DkimEntry): string[] {
   if (entry.result === 'none') return resinfo('dkim', 'none', entry.comment, []);
   return resinfo('dkim', entry.result, entry.comment, [
     ['header.d', entry.d], ['header.s', entry.s], ['header.a', entry.a], ['header.b', entry.b],
   ]);
 }
 
-function dkInfo(dk: DkResult): string {
+function dkInfo(dk: DkResult): string[] {
   const props: [string, unknown][] = [['header.d', dk.domain]];
   if (dk.identity) props.push([`header.${dk.identity.header}`, dk.identity.address]);
   return resinfo('domainkeys', dk.result, dk.comment, props);
 }
 
-/** The header field, folded one result per line, each line ending in `eol`. */
+// A result goes on as many lines as it needs: a part (at most ~420 octets, comments and values
+// being bounded and escaped) starts a new line when the line would pass this length, so no
+// line comes near RFC 5322's 998.
+const FOLD_AT = 78;
+
+/** The header field, each result starting a line, folded between parts, each line ending in `eol`. */
 export function authResultsField(authservId: string, results: Results, eol: string): Buffer {
   const entries = [
     ...results.dkim.map(dkimInfo),
@@ -70,8 +76,18 @@ export function authResultsField(authservId: string, results: Results, eol: stri
     fromStatus('dmarc', results.dmarc),
     fromStatus('arc', results.arc),
   ];
-  const text = `Authentication-Results: ${value(authservId)};${eol}\t${entries.join(`;${eol}\t`)}${eol}`;
-  return Buffer.from(text, 'latin1');
+  const lines = [`Authentication-Results: ${value(authservId)};`];
+  entries.forEach((parts, index) => {
+    let line = '';
+    for (const part of parts) {
+      if (line !== '' && line.length + 1 + part.length > FOLD_AT) {
+        lines.push(line);
+        line = `\t${part}`;
+      } else line = line === '' ? `\t${part}` : `${line} ${part}`;
+    }
+    lines.push(index < entries.length - 1 ? `${line};` : line);
+  });
+  return Buffer.from(`${lines.join(eol)}${eol}`, 'latin1');
 }
 
 /**

@@ -49,7 +49,7 @@ export function mapDkimResult(row: DkimSignatureResult): Mapped {
   }
   switch (status.result) {
     case 'pass':
-      return entry('A', 'pass', status.testing ? 'test mode' : undefined);
+      return entry('A', 'pass', [status.testing ? 'test mode' : '', partialBody(row)].filter(Boolean).join('; ') || undefined);
     case 'fail':
       if (comment === 'body hash did not verify') return entry('P', 'fail', comment);
       return status.testing ? entry('E', 'fail', 'bad signature, test mode') : entry('D', 'fail', 'bad signature');
@@ -60,6 +60,18 @@ export function mapDkimResult(row: DkimSignatureResult): Mapped {
     default:
       return mapNeutral(comment, row);
   }
+}
+
+/**
+ * A pass whose l= leaves part of the body unsigned is still a pass (RFC 6376 §3.5 allows it),
+ * but it says so: text after the signed part (a replayed message with an added offer) is not
+ * the signer's.
+ */
+function partialBody(row: DkimSignatureResult): string {
+  if (!row.canonBodyLengthLimited) return '';
+  const signed = row.canonBodyLengthLimit ?? 0;
+  const total = row.canonBodyLengthTotal ?? 0;
+  return signed < total ? `l=${signed} signs only part of the ${total}-octet body` : '';
 }
 
 function mapNeutral(comment: string, row: DkimSignatureResult): Mapped {

@@ -229,11 +229,41 @@ test('l= longer than the body: DKIM P, as dkimpy says, no crash', async () => {
   assert.match(field, /dkim=fail \(l= is longer than the body\)/);
 });
 
-test('l= within the body, text appended after signing: still a pass, as l= means', async () => {
+test('l= within the body, text appended after signing: still a pass, as l= means, and marked as partial', async () => {
   const signed = await mailauthSign(MESSAGE, { selector: 'default', key: rsa, maxBodyLength: 8 });
   const appended = Buffer.concat([signed, Buffer.from('Appended later.\r\n')]);
   const field = await expectLetters(asReceived(appended), 'C', 'A');
-  assert.match(field, /dkim=pass/);
+  assert.match(field, /dkim=pass \(l=8 signs only part of the \d+-octet body\)/);
+  const whole = await expectLetters(asReceived(await mailauthSign(MESSAGE, { selector: 'default', key: rsa })), 'C', 'A');
+  assert.match(whole, /dkim=pass header\.d=/, 'a signature over the whole body carries no such mark');
+});
+
+test('no line of the added field passes 998 octets, whatever the values (folded between parts)', async () => {
+  const long = `${'d'.repeat(60)}.${'e'.repeat(60)}.example.com`;
+  const sig = (i: number) => `DKIM-Signature: v=1; a=rsa-sha256; d=${long}; s=${'s'.repeat(60)}${i}; h=from; bh=AAAA; b=${'B'.repeat(300)}\n`;
+  const message = asReceived(`${sig(1)}${sig(2)}${MESSAGE.toString('latin1').replace(/\r\n/g, '\n')}`);
+  const result = await run(message, { env: { DKVERIFY: '' } });
+  const queued = result.queued?.message.toString('latin1') ?? '';
+  const head = queued.slice(0, queued.indexOf('\n\n'));
+  const ours = head.slice(0, head.search(/\n(?![ \t])/) + 1);
+  for (const line of ours.split('\n')) assert.ok(line.length <= 998, `${line.length}: ${line}`);
+  assert.match(ours, /\n\theader\.d=d+\.e+\.example\.com\n\theader\.s=s+1/, 'long parts each on a line of their own');
+});
+
+test('header.from of DomainKeys is the address checked, not a quoted display name that looks like one', async () => {
+  const spoof = MESSAGE.toString('latin1').replace(/^From: .*$/m, 'From: "<ceo@bank.test>" <user@example.com>');
+  const signed = await signWithMailDkim(crlf(spoof.replace(/\r\n/g, '\n')), ['dk'], { domain: 'example.com', selector: 'default', key: rsa });
+  const field = await expectLetters(asReceived(signed), 'A', 'N');
+  assert.match(field, /domainkeys=pass header\.d=example\.com header\.from=user@example\.com/);
+  assert.doesNotMatch(field, /bank\.test/);
+});
+
+test('two author domains in From:, or two From: fields: dmarc=permerror, never none', async () => {
+  for (const from of ['From: user@example.com, boss@bank.test', 'From: user@example.com\nFrom: boss@bank.test']) {
+    const text = MESSAGE.toString('latin1').replace(/\r\n/g, '\n').replace(/^From: .*$/m, from);
+    const result = await run(asReceived(text), { env: { DKVERIFY: '' } });
+    assert.match(addedField(result), /dmarc=(permerror|fail)/, from);
+  }
 });
 
 test('several signatures: A if any passes, else the topmost one decides', async () => {
