@@ -6,7 +6,7 @@ import type { Resolver } from 'node:dns/promises';
 import { normalised, type MessageSource } from '../mail/message.ts';
 import { HeadReader, fieldValue, type Head, type HeaderField } from '../mail/header.ts';
 import { DomainKeysCheck, type DkResult, type KeyAnswer } from './domainkeys.ts';
-import { checkedSignatures, dkimEntries, type DkimEntry } from './dkim-results.ts';
+import { BODY_HASH_FAILED, checkedSignatures, dkimEntries, type DkimEntry } from './dkim-results.ts';
 import { runMailauth, type AuthStatus, type DkimSignatureResult, type MailauthResults, type ResolveFunction } from './mailauth-checks.ts';
 import { headerBeyondBounds, limitLookups } from './bounds.ts';
 import { mailboxAddresses } from '../mail/sender-domain.ts';
@@ -38,7 +38,9 @@ const NO_PROGRESS: CheckProgress = { fallback: () => undefined, dk: () => undefi
  * worker thread stopped from outside, check-bounded.ts), so nothing here can outrun it.
  */
 export async function checkMessage(source: MessageSource, settings: CheckSettings, progress = NO_PROGRESS): Promise<Results> {
-  const resolve = limitLookups((name: string, type: string) => settings.resolver.resolve(name, type));
+  // mailauth's DNSResolver type promises strings only, but its SPF code asks for MX records and
+  // reads the objects Node's resolver gives: the whole answer is passed on, as its own default does.
+  const resolve = limitLookups(((name: string, type: string) => settings.resolver.resolve(name, type)) as ResolveFunction);
   const { head, dk } = domainKeysPass(source, (head, dk) => {
     const dkFallback: DkResult = dk.done ?? { ...dk.partial(), letter: 'F', result: 'temperror', comment: UNFINISHED };
     progress.fallback({ dk: dkFallback, ...unchecked(head, 'K', 'temperror', UNFINISHED) });
@@ -96,7 +98,7 @@ const CRLF = Buffer.from('\r\n');
  */
 async function keysBeforeBodies(results: MailauthResults, resolve: ResolveFunction): Promise<MailauthResults> {
   const dkim = await Promise.all(results.dkim.map(async (row): Promise<DkimSignatureResult> => {
-    if (row.status.comment !== 'body hash did not verify' || !row.selector || !row.signingDomain) return row;
+    if (row.status.comment !== BODY_HASH_FAILED || !row.selector || !row.signingDomain) return row;
     const answer = await lookupKey(resolve, `${row.selector}._domainkey.${row.signingDomain}`);
     if (!('error' in answer)) return row;
     const status: AuthStatus = answer.error === 'temporary'

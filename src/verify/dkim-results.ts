@@ -41,8 +41,8 @@ export function mapDkimResult(row: DkimSignatureResult): Mapped {
     return entry('J', 'permerror', 'domain too long');
   }
   if (!SELECTOR.test(s)) return entry('G', 'permerror', 'selector is not a valid name');
-  if (warnings.includes('invalid-v')) return entry('R', 'permerror', 'incompatible version');
-  if (warnings.includes('identity-domain')) return entry('H', 'permerror', 'i= does not match d= or the key');
+  if (warnings.includes(MAILAUTH_WARNINGS.version)) return entry('R', 'permerror', 'incompatible version');
+  if (warnings.includes(MAILAUTH_WARNINGS.identity)) return entry('H', 'permerror', 'i= does not match d= or the key');
   if (row.canonBodyLengthLimited && (row.canonBodyLengthLimit ?? 0) > (row.canonBodyLengthTotal ?? 0)) {
     // mailauth hashes the whole body then; dkimpy and RFC 6376 §6.1.3 call it a failure.
     return entry('P', 'fail', 'l= is longer than the body');
@@ -51,7 +51,7 @@ export function mapDkimResult(row: DkimSignatureResult): Mapped {
     case 'pass':
       return entry('A', 'pass', [status.testing ? 'test mode' : '', partialBody(row)].filter(Boolean).join('; ') || undefined);
     case 'fail':
-      if (comment === 'body hash did not verify') return entry('P', 'fail', comment);
+      if (comment === BODY_HASH_FAILED) return entry('P', 'fail', comment);
       return status.testing ? entry('E', 'fail', 'bad signature, test mode') : entry('D', 'fail', 'bad signature');
     case 'temperror':
       return entry('K', 'temperror', comment || 'key lookup failed');
@@ -74,39 +74,42 @@ function partialBody(row: DkimSignatureResult): string {
   return signed < total ? `l=${signed} signs only part of the ${total}-octet body` : '';
 }
 
+/**
+ * mailauth's free-text comments and warning codes this mapping depends on: the one place that
+ * reads them. test/verify/mailauth-contract.test.ts checks each still exists in the installed
+ * mailauth (pinned exactly in package.json) and still gives its letter.
+ */
+export const BODY_HASH_FAILED = 'body hash did not verify';
+export const MAILAUTH_WARNINGS = { version: 'invalid-v', identity: 'identity-domain' } as const;
+
+/** A neutral result's comment → letter, RFC 8601 result and our comment (same text if absent). */
+export const NEUTRAL_COMMENTS: Readonly<Record<string, readonly [DkimLetter, string, string?]>> = {
+  // mailauth's lenient mode says neutral; OpenDKIM, Exim and rspamd say fail.
+  [BODY_HASH_FAILED]: ['P', 'fail'],
+  'expired': ['F', 'neutral', 'signature expired'],
+  'invalid expiration': ['F', 'neutral'],
+  'no key': ['L', 'permerror', 'no key for signature'],
+  'unknown key type': ['M', 'permerror'],
+  'unknown key version': ['G', 'permerror'],
+  'key not for email': ['G', 'permerror'],
+  'inappropriate hash algorithm': ['Q', 'permerror'],
+  'inappropriate key algorithm': ['Q', 'permerror'],
+  'incompatible version': ['R', 'permerror'],
+  'domain mismatch': ['H', 'permerror'],
+  'signature syntax error': ['C', 'permerror'],
+  'signature missing required tag': ['C', 'permerror'],
+  'From field not signed': ['C', 'permerror'],
+  'unsupported query method': ['C', 'permerror'],
+};
+/** 'invalid public key' is I (revoked) or M, by the key record itself. */
+export const INVALID_KEY = 'invalid public key';
+
 function mapNeutral(comment: string, row: DkimSignatureResult): Mapped {
-  switch (comment) {
-    case 'body hash did not verify':
-      // mailauth's lenient mode says neutral; OpenDKIM, Exim and rspamd say fail.
-      return entry('P', 'fail', comment);
-    case 'expired':
-    case 'invalid expiration':
-      return entry('F', 'neutral', comment === 'expired' ? 'signature expired' : comment);
-    case 'no key':
-      return entry('L', 'permerror', 'no key for signature');
-    case 'invalid public key':
-      return revoked(row.rr) ? entry('I', 'permerror', 'key revoked') : entry('M', 'permerror', comment);
-    case 'unknown key type':
-      return entry('M', 'permerror', comment);
-    case 'unknown key version':
-    case 'key not for email':
-      return entry('G', 'permerror', comment);
-    case 'inappropriate hash algorithm':
-    case 'inappropriate key algorithm':
-      return entry('Q', 'permerror', comment);
-    case 'incompatible version':
-      return entry('R', 'permerror', comment);
-    case 'domain mismatch':
-      return entry('H', 'permerror', comment);
-    case 'signature syntax error':
-    case 'signature missing required tag':
-    case 'From field not signed':
-    case 'unsupported query method':
-      return entry('C', 'permerror', comment);
-    default:
-      // What the crypto library threw (a key of another type than a=, say).
-      return entry('B', 'permerror', comment || 'signature could not be checked');
-  }
+  if (comment === INVALID_KEY) return revoked(row.rr) ? entry('I', 'permerror', 'key revoked') : entry('M', 'permerror', comment);
+  const known = NEUTRAL_COMMENTS[comment];
+  if (known) return entry(known[0], known[1], known[2] ?? comment);
+  // What the crypto library threw (a key of another type than a=, say).
+  return entry('B', 'permerror', comment || 'signature could not be checked');
 }
 
 /** A key record whose p= is empty: the key was revoked (RFC 6376 §3.6.1). */

@@ -6,6 +6,11 @@
 // mailauth reads the message as a stream: the header section is kept in memory (bounded here
 // by the caller, see MAX_HEAD_BYTES), the body is hashed as it passes.
 import { Readable } from 'node:stream';
+import type { ARCData, DNSResolver } from 'mailauth';
+import type { dkimVerify as DkimVerify } from 'mailauth/lib/dkim/verify.js';
+import type { arc as Arc } from 'mailauth/lib/arc/index.js';
+import type { spf as Spf } from 'mailauth/lib/spf/index.js';
+import type { evaluateDmarc as EvaluateDmarc } from 'mailauth/lib/dmarc/index.js';
 
 export interface AuthStatus {
   result: string;
@@ -13,6 +18,8 @@ export interface AuthStatus {
   testing?: boolean;
   warnings?: string[];
   underSized?: number;
+  /** DKIM: the domain d= aligns with, if any (for DMARC). */
+  aligned?: string | false;
   smtp?: Record<string, unknown>;
   header?: Record<string, unknown>;
   policy?: Record<string, unknown>;
@@ -37,7 +44,8 @@ export interface MailauthResults {
   readonly arc: AuthStatus;
 }
 
-export type ResolveFunction = (name: string, type: string) => Promise<unknown>;
+/** mailauth's resolver shape: TXT answers as arrays of character-strings. */
+export type ResolveFunction = DNSResolver;
 
 export interface CheckInput {
   /** The normalised (CRLF) message, each chunk a fresh buffer. */
@@ -51,35 +59,34 @@ export interface CheckInput {
   readonly resolver: ResolveFunction;
 }
 
-interface DkimVerifyOutput {
-  results?: DkimSignatureResult[];
-  headerFrom?: string[];
-  fromFields?: number;
-  arc?: unknown;
-}
+// mailauth's own shipped types, as the installed (exactly pinned) version declares them.
 interface DkimModules {
-  dkimVerify(input: Readable, options: object): Promise<DkimVerifyOutput>;
-  arc(data: unknown, options: object): Promise<{ status: AuthStatus }>;
+  dkimVerify: typeof DkimVerify;
+  arc: typeof Arc;
 }
 interface ClientModules {
-  spf(options: object): Promise<{ status: AuthStatus; domain?: string } | false>;
-  evaluateDmarc(options: object): Promise<{ response?: { status: AuthStatus }; dkimAligned?: unknown; reason?: string }>;
+  spf: typeof Spf;
+  evaluateDmarc: typeof EvaluateDmarc;
 }
-
-const pick = <T>(module: unknown, name: string): T => (module as Record<string, unknown>)[name] as T;
 
 async function loadDkim(): Promise<DkimModules> {
   const [dkim, arc] = await Promise.all([import('mailauth/lib/dkim/verify.js'), import('mailauth/lib/arc/index.js')]);
-  return { dkimVerify: pick(dkim, 'dkimVerify'), arc: pick(arc, 'arc') };
+  return { dkimVerify: dkim.dkimVerify, arc: arc.arc };
 }
 
 /** SPF and DMARC, loaded only for a message that came with a client address. */
 async function loadClientChecks(): Promise<ClientModules> {
   const [spf, dmarc] = await Promise.all([import('mailauth/lib/spf/index.js'), import('mailauth/lib/dmarc/index.js')]);
-  return { spf: pick(spf, 'spf'), evaluateDmarc: pick(dmarc, 'evaluateDmarc') };
+  return { spf: spf.spf, evaluateDmarc: dmarc.evaluateDmarc };
 }
 
 const none = (comment: string): AuthStatus => ({ result: 'none', comment });
+
+/**
+ * What dkimVerify found of the ARC chain, for arc(), which takes an empty one when it found
+ * none. mailauth's types give the two ends different names for the same object.
+ */
+const arcData = (found: unknown): ARCData => (found ?? {}) as ARCData;
 
 export async function runMailauth(input: CheckInput): Promise<MailauthResults> {
   const modules = await loadDkim();
@@ -93,14 +100,15 @@ export async function runMailauth(input: CheckInput): Promise<MailauthResults> {
     // Local injection (qmail-inject, a cron job): there is no client to check SPF against,
     // and without SPF a DMARC verdict would be about half the evidence.
     const why = 'no client address: not received over SMTP';
-    const arc = await modules.arc(dkimOutput.arc, { resolver: input.resolver, minBitLength: 1024 });
+    const arc = await modules.arc(arcData(dkimOutput.arc), { resolver: input.resolver, minBitLength: 1024 });
     return { dkim, spf: none(why), dmarc: none(why), arc: arc.status };
   }
   const helo = input.helo ?? `[${input.ip}]`;
   const client = await loadClientChecks();
   const spfResult = await client.spf({ sender: input.sender, ip: input.ip, helo, mta: input.authservId, resolver: input.resolver });
   const spf = spfResult ? spfResult.status : none('no SPF check');
-  const arc = (await modules.arc(dkimOutput.arc, { resolver: input.resolver, minBitLength: 1024, ip: input.ip })).status;
+  const arcResult = await modules.arc(arcData(dkimOutput.arc), { resolver: input.resolver, minBitLength: 1024, ip: input.ip });
+  const arc = arcResult.status;
   let dmarc: AuthStatus = none('no author domain');
   if (dkimOutput.headerFrom?.length) {
     const evaluated = await client.evaluateDmarc({
@@ -109,8 +117,8 @@ export async function runMailauth(input: CheckInput): Promise<MailauthResults> {
       spfDomains: spfResult && spf.result === 'pass' && spfResult.domain ? [spfResult.domain] : [],
       dkimDomains: dkim
         .filter((row) => row.status.result === 'pass')
-        .map((row) => ({ domain: row.signingDomain, aligned: (row.status as { aligned?: unknown }).aligned, underSized: row.status.underSized })),
-      arcResult: { status: arc },
+        .flatMap((row) => (row.signingDomain ? [{ domain: row.signingDomain, aligned: row.status.aligned ?? false, ...(row.status.underSized !== undefined ? { underSized: row.status.underSized } : {}) }] : [])),
+      arcResult,
       resolver: input.resolver,
     });
     if (evaluated.response) dmarc = evaluated.response.status;
