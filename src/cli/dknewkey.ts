@@ -1,6 +1,6 @@
 // dknewkey, as libdomainkeys shipped it: `dknewkey selector [bits] > selector.pub` writes the
-// private key to ./selector and prints the BIND record for it. Old scripts and howtos (seed 000:
-// `dknewkey default 1024 > default.pub`) keep working; -t ed25519 and -b are the additions.
+// private key to ./selector and prints the BIND record for it. Old scripts and howtos
+// (`dknewkey default 1024 > default.pub`) keep working; -t ed25519 and -b are the additions.
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { keygenCommand } from './keygen.ts';

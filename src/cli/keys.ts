@@ -1,4 +1,4 @@
-// `qmail-remote-dkim keys`: the key audit (src/audit.ts) for a person or for monitoring. Exit 0
+// `qmail-remote-dkim keys`: the key audit (src/keys/audit.ts) for a person or for monitoring. Exit 0
 // when nothing is wrong, 1 when there is a problem (warnings alone do not count), 100 for bad
 // usage, 111 when control/dksign cannot be read. --json prints one document and nothing else
 // on stdout; the human form ends with a one-line summary such as `3 keys, 1 problem`.

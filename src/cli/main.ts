@@ -1,5 +1,5 @@
 // qmail-remote-dkim: the administrator's command. qmail never runs this; qmail-remote has its
-// own entry point (src/qmail-remote.ts) that loads none of it.
+// own entry point (src/delivery/qmail-remote.ts) that loads none of it.
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { signCommand } from './sign.ts';

@@ -1,4 +1,4 @@
-// qmail control files (spec §4). The directory is /var/qmail/control unless QMAILHOME or
+// qmail control files (docs/qmail-remote.md §4). The directory is /var/qmail/control unless QMAILHOME or
 // CONTROLDIR (absolute, or relative to QMAILHOME) says otherwise; both are set in the qmail rc
 // script, the only environment qmail-rspawn passes on. A file that is absent takes its default;
 // one that exists but cannot be read is an error, never a silent default (control.c).

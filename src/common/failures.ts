@@ -1,5 +1,5 @@
 // The catalogue of message reports qmail-remote can give, in the words of netqmail-1.06's
-// qmail-remote.c (spec §2.1). Every outcome the program can meet is one of these codes: the
+// qmail-remote.c (docs/qmail-remote.md §2.1). Every outcome the program can meet is one of these codes: the
 // fixed texts (FAILURES), and the SMTP stages (SMTP_REPORTS), whose sentences take the IP and
 // the server's reply. So the text qmail-send logs and quotes into bounces never depends on
 // where the error came from, and the cause of an error goes to the log, never into a report.
@@ -17,7 +17,7 @@ export const FAILURES = {
   READ_MESSAGE: { letter: 'Z', text: 'Unable to read message. (#4.3.0)\n' },
   TEMP_DNS: { letter: 'Z', text: "Sorry, I couldn't find any host by that name. (#4.1.2)\n" },
   READ_CONTROL: { letter: 'Z', text: 'Unable to read control files. (#4.3.0)\n' },
-  // SPEC CHOICE (spec §7): the bltweb patch's wording is unknown; indimail says much the same.
+  // Our wording (docs/qmail-remote.md §7): the bltweb patch's is not known; indimail's says much the same.
   READ_KEY: { letter: 'Z', text: 'Unable to read DKIM/DomainKeys private key. (#4.3.0)\n' },
   INTERNAL: { letter: 'Z', text: 'qmail-remote-dkim hit an internal error; will try again. (#4.3.0)\n' },
   USAGE: { letter: 'D', text: 'I (qmail-remote) was invoked improperly. (#5.3.5)\n' },
@@ -63,7 +63,7 @@ export function describeCause(cause: unknown): string {
 const causeOf = (cause: unknown): { cause?: string } => (cause === undefined ? {} : { cause: describeCause(cause) });
 
 // ---------------------------------------------------------------------------------------------
-// The SMTP stages (spec §2.1 table): qmail-remote's quit(prefix, suffix) sentences, with the IP
+// The SMTP stages (docs/qmail-remote.md §2.1 table): qmail-remote's quit(prefix, suffix) sentences, with the IP
 // the dialogue was with and, when the server said something, its reply quoted after them.
 
 /** A server reply as qmail quotes it: the code of its first line and its text, ending in LF. */

@@ -1,4 +1,4 @@
-// The report protocol of qmail-remote(8) on fd 1 (spec §2): recipient reports r/h/s in argv
+// The report protocol of qmail-remote(8) on fd 1 (docs/qmail-remote.md §2): recipient reports r/h/s in argv
 // order, then exactly one message report K/Z/D, each ending in one NUL byte. Under
 // qmail-rspawn fd 2 is the same pipe, so this module is the only code that writes to either.
 import { writeSync } from 'node:fs';

@@ -1,4 +1,4 @@
-// Where to connect (spec §5): control/smtproutes first, then DNS. The result is the ordered
+// Where to connect (docs/qmail-remote.md §5): control/smtproutes first, then DNS. The result is the ordered
 // list of addresses the connect loop walks through, or the one failure that ends the delivery.
 //
 // Trusts: the smtproutes lines (written by the operator, already stripped of comments by
@@ -14,7 +14,7 @@
 //   - An empty relay with a port (`domain::2525`) means "MX lookup, but connect to that port".
 //   - A relay may be a bracketed IPv6 literal: `domain:[IPv6:2001:db8::1]:2525`.
 //   - The same address reached through two MX names is tried once (at its best preference).
-//   - DNS errors: only an answer from DNS is permanent: NXDOMAIN and no data (spec §10 item 5),
+//   - DNS errors: only an answer from DNS is permanent: NXDOMAIN and no data (docs/qmail-remote.md §5.2),
 //     a null MX, MX-is-me. Everything else (SERVFAIL, REFUSED, timeout, no server, a reply
 //     c-ares cannot parse) is temporary, whatever the host looks like.
 //   - Malformed host arguments (see checkedName): a name c-ares will not put into a query
@@ -28,7 +28,7 @@
 //   - The host arrives as bytes (one char per byte, see argv.ts). Valid UTF-8 is asked as that
 //     text; other bytes are asked as Latin-1 characters (c-ares takes UTF-8 only) and quoted
 //     in reports byte for byte.
-//   - No tcpto: qmail's table of hosts that timed out is optional (spec §10 item 6) and left out.
+//   - No tcpto: qmail's table of hosts that timed out is optional (docs/qmail-remote.md §5.4) and left out.
 //   - No CNAME rewriting of the host.
 import { makeResolver, serverList, type ResolverOptions } from '../common/dns.ts';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
@@ -53,7 +53,7 @@ export interface SmtpRoute {
 }
 
 /**
- * control/smtproutes lines → entries keyed by the lowercased domain (spec §4, §5.1). Lines
+ * control/smtproutes lines → entries keyed by the lowercased domain (docs/qmail-remote.md §4, §5.1). Lines
  * without ':' are ignored (constmap_init); with duplicate keys the last line wins. Blank lines
  * and '#' comments are skipped here too, so raw file lines can be passed as well.
  */
@@ -110,7 +110,7 @@ function splitHostPort(target: string): { relay: string; port: number } | string
 }
 
 /**
- * The entry for host (spec §5.1): `a.b.example`, `.b.example`, `.example`, then `` (the
+ * The entry for host (docs/qmail-remote.md §5.1): `a.b.example`, `.b.example`, `.example`, then `` (the
  * `:relay` default), case-insensitively. The first key present wins, even with an empty relay.
  */
 export function findRoute(routes: ReadonlyMap<string, SmtpRoute>, host: string): SmtpRoute | undefined {
@@ -153,7 +153,7 @@ export interface RouteOptions {
   /** Defaults to routingResolver(): QMAILREMOTE_DNS, else the system's servers. */
   readonly resolver?: DnsLike;
   /**
-   * The addresses that are "me" (spec §5.3). Replaces the default: 0.0.0.0, :: and every
+   * The addresses that are "me" (docs/qmail-remote.md §5.3). Replaces the default: 0.0.0.0, :: and every
    * address of os.networkInterfaces(), loopback included.
    */
   readonly localAddresses?: readonly string[];
@@ -162,7 +162,7 @@ export interface RouteOptions {
 }
 
 /**
- * Where to deliver mail for host (spec §5): the smtproutes relay, an IP literal, or the MX
+ * Where to deliver mail for host (docs/qmail-remote.md §5): the smtproutes relay, an IP literal, or the MX
  * records (falling back to A/AAAA), minus the addresses that are at or after the best
  * preference pointing back at this machine. Never rejects; every outcome is a Result.
  */
@@ -264,7 +264,7 @@ async function mxAddresses(host: string, resolver: DnsLike, random: () => number
   );
   const addresses = uniqueByIp(found.flatMap((one) => one.addresses));
   if (addresses.length > 0) return ok(addresses);
-  // Soft failures were skipped but remembered (spec §5.2).
+  // Soft failures were skipped but remembered (docs/qmail-remote.md §5.2).
   const soft = found.find((one) => one.soft);
   return fail(soft ? failure('TEMP_DNS', soft.cause) : failure('NO_MX_OR_IP'));
 }
@@ -312,7 +312,7 @@ async function lookupAddresses(name: string, pref: number, resolver: DnsLike): P
 type Attempt<T> = { kind: 'ok'; value: T } | { kind: 'hard'; badName: boolean } | { kind: 'soft'; cause: string };
 
 // Hard means DNS answered "this name has no such data", for good: NXDOMAIN, no data of that
-// type (spec §10 item 5). EBADNAME is no answer at all (c-ares would not send the query) and
+// type (docs/qmail-remote.md §5.2). EBADNAME is no answer at all (c-ares would not send the query) and
 // is told apart: see unaskable(). Everything else (SERVFAIL, REFUSED, timeout, bad reply, no
 // server, an error without a code) may pass: soft.
 const HARD_DNS_ERRORS = new Set(['ENOTFOUND', 'ENODATA']);
@@ -362,7 +362,7 @@ export function defaultLocalAddresses(): string[] {
   return ['0.0.0.0', '::', ...own];
 }
 
-// spec §5.3: prefme is the best preference at which we find ourselves; only the addresses
+// docs/qmail-remote.md §5.3: prefme is the best preference at which we find ourselves; only the addresses
 // strictly better than that are worth a connection (the rest would loop back to us).
 function withoutMe(addresses: readonly Address[], local: readonly string[]): Address[] {
   const me = new BlockList(); // compares addresses, not spellings (::ffff:127.0.0.1, 0:0::1)

@@ -1,4 +1,4 @@
-// One delivery attempt over SMTP, as qmail-remote's smtp() does it (spec §2.1, §5.4, §6): try
+// One delivery attempt over SMTP, as qmail-remote's smtp() does it (docs/qmail-remote.md §2.1, §5.4, §6): try
 // the addresses in order until one connects, then greeting, EHLO (HELO fallback), STARTTLS
 // when offered, AUTH when configured, MAIL, one RCPT at a time, DATA, the message, the final
 // dot, QUIT without waiting. Every outcome is one catalogued report (src/common/failures.ts).
@@ -180,7 +180,7 @@ function sendable(address: string): boolean {
 }
 
 /**
- * qmail-remote's addrmangle() without the CNAME step (spec §1): split at the last '@', quote
+ * qmail-remote's addrmangle() without the CNAME step (docs/qmail-remote.md §1): split at the last '@', quote
  * the local part as quote.c does, keep the domain; no '@' means verbatim. One char per byte.
  */
 export function addrmangle(address: string): string {

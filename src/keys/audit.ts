@@ -5,7 +5,7 @@
 // What it trusts: the templates (the administrator wrote them) and nothing found on disk. The
 // search pattern is the template with `%` as `*` and every other glob character escaped; a
 // name the `*` matched is taken only if it is exactly a domain qmail-remote-dkim could look up
-// (lowercase LDH labels, src/domain.ts), and never goes into another pattern, so a directory
+// (lowercase LDH labels, src/mail/domain.ts), and never goes into another pattern, so a directory
 // called `*` or `{a,b}` can neither widen the search nor crash it. Key bytes never leave here.
 import fg from 'fast-glob';
 import { readFileSync, realpathSync, statSync, type Stats } from 'node:fs';
@@ -147,7 +147,7 @@ async function findKeys(options: AuditOptions, findings: Finding[]): Promise<{ c
     let found = false;
     const take = (path: string, domain: string | null): void => {
       found = true;
-      // Two lines naming the same file sign once (src/sign/index.ts); list it once.
+      // Two lines naming the same file sign once (src/signing/sign.ts); list it once.
       if (!seen.has(path)) candidates.push({ path, template, domain });
       seen.add(path);
     };

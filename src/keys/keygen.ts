@@ -1,7 +1,7 @@
 // Making signing keys as dknewkey did (`openssl genrsa`, PKCS#1 PEM), plus Ed25519 (RFC 8463,
 // PKCS#8 PEM), and writing them where qmail-remote can read them and nobody else can: mode
-// 0640, and group qmail when root writes it, so qmailr reads it through its group (seed 000:
-// `chown root:qmail; chmod 640`). An existing file is never overwritten: it may be the key a
+// 0640, and group qmail when root writes it, so qmailr reads it through its group (as the
+// bltweb patch's instructions have it: `chown root:qmail; chmod 640`). An existing file is never overwritten: it may be the key a
 // published record belongs to.
 import { closeSync, fchmodSync, fchownSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';

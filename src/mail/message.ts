@@ -1,6 +1,6 @@
 // The message as qmail hands it to qmail-remote: the queue file on fd 0, LF line ends, any
 // bytes. This module is the one place where line ends are normalised: the CRLF text it
-// produces is what gets signed and, byte for byte, what goes on the wire (spec §6, §9).
+// produces is what gets signed and, byte for byte, what goes on the wire (docs/qmail-remote.md §6, §9).
 //
 // The message is read in passes: one to sign, one to send. A seekable fd 0 (the queue file)
 // is read again from offset 0; anything else (a pipe, when run by hand) is first spooled to an

@@ -1,5 +1,5 @@
 // Which domain signs a message: that of the Sender: header if there is one, else From:
-// (the bltweb qmail DKIM patch, spec §7). Both come from strangers and the result is spliced
+// (the bltweb qmail DKIM patch, docs/qmail-remote.md §7). Both come from strangers and the result is spliced
 // into a file path, so this module only extracts text; keys.ts decides whether it is a domain.
 //
 // Address lists are read as RFC 5322 mailbox lists: display names, comments, quoted local

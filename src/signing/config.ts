@@ -1,5 +1,5 @@
 // The signing settings of one run, from the control directory: control/dksign holds one key
-// path template per line (spec §7); no file means nothing is signed.
+// path template per line (docs/qmail-remote.md §7); no file means nothing is signed.
 import { controlDir, qmailHome, readControlLines } from '../common/control.ts';
 import { ok, type Result } from '../common/failures.ts';
 import type { SignConfig } from './sign.ts';

@@ -13,7 +13,7 @@ export interface DomainKeysOptions {
   readonly canonicalization: DkCanonicalization;
 }
 
-/** Why libdomainkeys would refuse this head (spec §8), or null when it can be signed. */
+/** Why libdomainkeys would refuse this head (docs/qmail-remote.md §8), or null when it can be signed. */
 export function domainKeysRefusal(head: Head): string | null {
   const count = (name: string): number => head.fields.filter((field) => field.key === name).length;
   if (count('from') === 0) return 'no From: header';

@@ -1,4 +1,4 @@
-// Signing keys named by control/dksign (spec §7). Each line is a path template, such as
+// Signing keys named by control/dksign (docs/qmail-remote.md §7). Each line is a path template, such as
 // /etc/domainkeys/%/default: `%` becomes the signing domain, and if no file is there the
 // parent domains are tried in turn. The selector is the key file's basename, d= the domain
 // whose key was found. A missing key means "send unsigned"; a key that is there but cannot be

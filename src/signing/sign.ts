@@ -1,4 +1,4 @@
-// Signing a message as qmail-remote sends it (spec §7): find the keys control/dksign names for
+// Signing a message as qmail-remote sends it (docs/qmail-remote.md §7): find the keys control/dksign names for
 // the Sender:/From: domain, hash the head and then the body in one streaming pass, and return
 // the signature header fields to put on top. DKIM-Signature goes above DomainKey-Signature,
 // because a DomainKey-Signature covers only what lies below it.

@@ -1,5 +1,5 @@
 // DomainKeys canonicalization, RFC 4870 §3.4, on hand-checked examples. The independent check
-// is Mail::DKIM verifying our signatures (test/sign-verify.test.ts).
+// is Mail::DKIM verifying our signatures (test/signing/sign-verify.test.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DkCanonicalizer, type DkCanonicalization } from '../../src/canon/dk.ts';

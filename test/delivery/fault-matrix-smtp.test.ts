@@ -289,7 +289,7 @@ async function qmailRemote(c: Case, args: readonly string[], controlDir: string)
   }
 }
 
-/** qmail-rspawn's reading of a report (spec §2): s first is Z, h first is D, else the K/Z/D. */
+/** qmail-rspawn's reading of a report (docs/qmail-remote.md §2): s first is Z, h first is D, else the K/Z/D. */
 function verdictOf(report: string): Verdict {
   const first = report[0];
   if (first === 's') return 'Z';

@@ -1,5 +1,5 @@
-// src/route.ts: smtproutes parsing and lookup, IP literals, and DNS answers from a real
-// dnsmasq on 127.0.0.1 (spec §5).
+// src/delivery/route.ts: smtproutes parsing and lookup, IP literals, and DNS answers from a real
+// dnsmasq on 127.0.0.1 (docs/qmail-remote.md §5).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { networkInterfaces } from 'node:os';

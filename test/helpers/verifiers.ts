@@ -42,7 +42,7 @@ const script = (name: string): string => fileURLToPath(new URL(`./reference/${na
 
 /**
  * `dkIdentity`: the sender domain as an RFC 5322 parser reads it, for messages whose From: or
- * Sender: Mail::DKIM's own DomainKeys identity parsing gets wrong (see test/verify/mail-dkim.pl).
+ * Sender: Mail::DKIM's own DomainKeys identity parsing gets wrong (see test/helpers/reference/mail-dkim.pl).
  */
 export function verifyWithMailDkim(message: Buffer, dnsServer: string, dkIdentity?: string): Promise<VerifierReport> {
   return runVerifier(PERL, script('mail-dkim.pl'), message, dnsServer, dkIdentity ? ['--dk-identity', dkIdentity] : []);

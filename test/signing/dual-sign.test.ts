@@ -1,4 +1,4 @@
-// Dual signing (spec §7, src/sign/index.ts): every control/dksign line is a template, each key
+// Dual signing (docs/qmail-remote.md §7, src/signing/sign.ts): every control/dksign line is a template, each key
 // found adds a DKIM-Signature, and the DomainKey-Signature uses the first RSA key. A domain with
 // an RSA and an ed25519 key gets two DKIM-Signatures and one DomainKey-Signature, in that order,
 // and each verifies under an independent verifier with the keys served by a real DNS server.

@@ -27,7 +27,7 @@ const DOMAINS = ['example.com', 'example.net', 'example.org'];
 const UNSIGNED = new Set(['no-from.eml']);
 // Mail::DKIM reads a DomainKeys identity from the first line of From: only, through a naive
 // parser: these fixtures are checked with the domain an RFC 5322 parser finds, and the plain
-// run must fail only for that reason (test/verify/mail-dkim.pl).
+// run must fail only for that reason (test/helpers/reference/mail-dkim.pl).
 const DK_IDENTITY_MISREAD = new Set(['folded-headers.eml', 'from-display-name.eml', 'group-from.eml']);
 
 let dns: DnsServer;

@@ -417,7 +417,7 @@ test('the next program cannot be run: 81', async () => {
 });
 
 test('without DKQUEUE the next program is $QMAILHOME/bin/qmail-queue', async () => {
-  // QMAILHOME is the run's private directory, which has no bin/qmail-queue: 81, not /var/qmail's.
+  // QMAILHOME is the run's private directory, which has no qmail-queue in its bin: 81, not /var/qmail's.
   const result = await run(asReceived(MESSAGE), { env: { DKVERIFY: '', DKQUEUE: '' } });
   assert.equal(result.status, 81);
 });
