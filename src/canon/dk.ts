@@ -7,7 +7,6 @@
 //   nofws  (§3.4.2): header fields unfolded and every SP, HTAB, CR and LF removed from them;
 //                    SP and HTAB removed from every body line; each line then ends in CRLF.
 // Input is the normalised message, so every line already ends in CRLF.
-import type { HeaderField } from '../mail/header.ts';
 
 export type DkCanonicalization = 'simple' | 'nofws';
 
@@ -32,7 +31,8 @@ export class DkCanonicalizer {
     this.sink = sink;
   }
 
-  header(field: HeaderField): void {
+  /** One whole header field as it arrived (name, colon, value, folding, CRLF). */
+  header(field: { readonly raw: Buffer }): void {
     if (this.algorithm === 'simple') this.sink(field.raw);
     else this.sink(Buffer.concat([stripInto(field.raw, Buffer.allocUnsafe(field.raw.length), true), CRLF]));
   }

@@ -12,10 +12,11 @@
 import { chmodSync, linkSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
+import { createRequire } from 'node:module';
 
 export const SHIM_MARK = '# qmail-remote-dkim shim';
-/** package.json's engines, and bin/qmail-remote's check. */
-export const MIN_NODE = [22, 19] as const;
+/** package.json's engines, as the launchers check it (bin/node-version.cjs, its one home). */
+export const MIN_NODE = (createRequire(import.meta.url)('../../bin/node-version.cjs') as { required: string }).required.split('.').map(Number) as [number, number];
 
 export interface InstallPlan {
   /** Where the shim goes: $QMAILHOME/bin/qmail-remote, or any path for $QMAILREMOTE. */

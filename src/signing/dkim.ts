@@ -5,6 +5,7 @@
 // dkimVerify) and to two independent verifiers.
 import { createHash, sign } from 'node:crypto';
 import { RelaxedBodyHash } from '../canon/dkim-body.ts';
+import { relaxedHeader } from '../canon/dkim-header.ts';
 import type { HeaderField } from '../mail/header.ts';
 import type { SigningKey } from './keys.ts';
 import { foldTags } from './fold.ts';
@@ -100,19 +101,6 @@ function selectFields(fields: readonly HeaderField[], names: readonly string[]):
     }
   }
   return selected;
-}
-
-/** Relaxed header canonicalization (RFC 6376 §3.4.2) of one whole field. */
-export function relaxedHeader(raw: Buffer, withCrlf: boolean): Buffer {
-  const text = raw.toString('latin1').replace(/\r\n$/, '');
-  const colon = text.indexOf(':');
-  const name = text.slice(0, colon).replace(/[ \t]+$/, '').toLowerCase();
-  const value = text
-    .slice(colon + 1)
-    .replace(/\r\n/g, '')
-    .replace(/[ \t]+/g, ' ')
-    .replace(/^ | $/g, '');
-  return Buffer.from(`${name}:${value}${withCrlf ? '\r\n' : ''}`, 'latin1');
 }
 
 function signData(key: SigningKey, data: Buffer): string {

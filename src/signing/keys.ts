@@ -10,6 +10,7 @@ import { NOT_REGULAR, TOO_LARGE, readBounded } from '../common/read-bounded.ts';
 import { basename, isAbsolute, resolve } from 'node:path';
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { canonicalDomain, parentDomains } from '../mail/domain.ts';
+import { SIGNING_SELECTOR as SELECTOR } from '../mail/selector.ts';
 
 export type KeyType = 'rsa' | 'ed25519';
 
@@ -41,7 +42,6 @@ export const MAX_KEY_BYTES = 64 << 10;
 /** A key file: regular, at most MAX_KEY_BYTES, opened without waiting (read-bounded.ts). */
 export const readKeyFile: ReadFile = (path) => readBounded(path, MAX_KEY_BYTES);
 
-const SELECTOR = /^[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?)*$/;
 
 /** A key file name that can stand as s=: dot-separated labels of letters, digits, '-' and '_'. */
 export function isSelector(text: string): boolean {

@@ -7,6 +7,7 @@ import { MAX_DKIM_SIGNATURES, MAX_SIGNED_NAMES, MAX_SPACE_RUN, signedNameCount, 
 import type { DkimLetter } from './letters.ts';
 import type { DkimSignatureResult } from './mailauth-checks.ts';
 import { parseTags } from './tags.ts';
+import { SELECTOR } from '../mail/selector.ts';
 
 export interface DkimEntry {
   readonly letter: DkimLetter;
@@ -19,7 +20,6 @@ export interface DkimEntry {
   readonly b?: string;
 }
 
-const SELECTOR = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*$/;
 
 interface Mapped {
   letter: DkimLetter;

@@ -13,6 +13,7 @@ import { mailboxAddresses } from '../mail/sender-domain.ts';
 import { canonicalDomain } from '../mail/domain.ts';
 import type { DkLetter } from './letters.ts';
 import { parseTags, type Tags } from './tags.ts';
+import { SELECTOR } from '../mail/selector.ts';
 
 export type DkAuthResult = 'pass' | 'fail' | 'none' | 'neutral' | 'temperror' | 'permerror';
 
@@ -31,7 +32,6 @@ export interface DkResult {
 export type KeyAnswer = { records: string[][] } | { error: 'nokey' | 'temporary' };
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-const SELECTOR = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*$/;
 
 const result = (letter: DkLetter, auth: DkAuthResult, comment?: string, more: Partial<DkResult> = {}): DkResult => ({
   letter, result: auth, ...(comment !== undefined ? { comment } : {}), ...more,

@@ -7,7 +7,7 @@ import type { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { realpathSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_QMAILHOME } from '../common/control.ts';
+import { qmailHome } from '../common/control.ts';
 import { OUTCOMES, VerifyFailure } from './outcomes.ts';
 
 /** Set for the next program; finding it set on entry means a chain came back here. */
@@ -15,7 +15,7 @@ export const LOOP_MARK = 'QMAILDKVERIFY_RUNNING';
 
 export function nextProgram(env: NodeJS.ProcessEnv, self: string | undefined): string {
   if (env[LOOP_MARK] !== undefined) throw new VerifyFailure('INTERNAL', 'qmail-dkverify runs itself (through DKQUEUE)');
-  const next = env.DKQUEUE || join(env.QMAILHOME || DEFAULT_QMAILHOME, 'bin', 'qmail-queue');
+  const next = env.DKQUEUE || join(qmailHome(env), 'bin', 'qmail-queue');
   if (self !== undefined && sameFile(next, self)) throw new VerifyFailure('INTERNAL', 'DKQUEUE names qmail-dkverify itself');
   return next;
 }
