@@ -1,4 +1,5 @@
-// The per-byte work on a message body, as WebAssembly loops (source: src/canon/kernels-source.ts):
+// The per-byte work on a message body, as WebAssembly loops (their source and encoder are in
+// tools/kernels/; `npm run kernels` writes the encoded module here):
 //
 //   sign:  one pass over the raw queue-file bytes that turns LF, CRLF and bare CR into CRLF
 //          and writes two outputs at once, the DKIM relaxed body (white space runs as one SP,

@@ -4,9 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KERNELS_WASM } from '../../src/canon/kernels.ts';
-import { kernelModuleBytes } from '../../src/canon/kernels-source.ts';
+import { kernelModuleBytes } from '../../tools/kernels/kernels-source.ts';
 
 test('KERNELS_WASM is what kernels-source.ts encodes', () => {
   const current = Buffer.from(kernelModuleBytes()).toString('base64');
-  assert.equal(KERNELS_WASM, current, `set KERNELS_WASM in src/canon/kernels.ts to\n'${current}'`);
+  assert.equal(KERNELS_WASM, current, 'run `npm run kernels` to write the new loops into src/canon/kernels.ts');
 });

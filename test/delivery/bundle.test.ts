@@ -25,7 +25,7 @@ test('no admin or verify package is bundled, nor the logger a delivery loads onl
 
 test('the byte loops go in as their module bytes, not with their encoder', () => {
   assert.ok(inputs.includes('src/canon/kernels.ts'));
-  for (const path of ['src/canon/wasm.ts', 'src/canon/kernels-source.ts']) assert.ok(!inputs.includes(path), path);
+  for (const path of ['tools/kernels/wasm.ts', 'tools/kernels/kernels-source.ts']) assert.ok(!inputs.includes(path), path);
 });
 
 test('with logging on, the bundle finds winston in node_modules', async () => {

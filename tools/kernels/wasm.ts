@@ -1,5 +1,5 @@
 // Just enough of a WebAssembly binary encoder (https://webassembly.github.io/spec/core/binary/)
-// to write the byte loops of src/canon/kernels-source.ts. Those loops run at native speed where
+// to write the byte loops of tools/kernels/kernels-source.ts. Those loops run at native speed where
 // the same loops in JavaScript cost 2-6 ns a byte. The module (about 1 KiB) is encoded from the
 // code in this repository, so there is no toolchain and no binary from elsewhere; kernels.ts
 // holds the encoded bytes and test/canon/kernels.test.ts checks them against this encoder.

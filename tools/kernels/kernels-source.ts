@@ -1,9 +1,9 @@
-// The byte loops of src/canon/kernels.ts, written with the encoder of src/canon/wasm.ts. This
+// The byte loops of src/canon/kernels.ts, written with the encoder of tools/kernels/wasm.ts. This
 // is their source: kernels.ts holds the module these functions encode (KERNELS_WASM), so that
 // a delivery neither loads the encoder nor runs it (~3 ms of start-up), and
-// test/canon/kernels.test.ts fails, printing the new bytes, when the two differ.
+// test/canon/kernels.test.ts fails when the two differ; `npm run kernels` (update.ts) brings them together.
 import { moduleBytes, op, type Code } from './wasm.ts';
-import { AFTER_CR, OUT1, OUT2, IN, PAGES, SPACE } from './kernels.ts';
+import { AFTER_CR, OUT1, OUT2, IN, PAGES, SPACE } from '../../src/canon/kernels.ts';
 
 const LF = 10;
 const CR = 13;
