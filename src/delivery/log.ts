@@ -86,10 +86,10 @@ export function formatDelivery(entry: DeliveryLog): string {
   const parts = [
     `host=${safe(entry.host)}`,
     `ip=${entry.ip ?? '-'}`,
-    ...(entry.tls ? formatTls(entry.tls) : []),
     `sender=<${safe(entry.sender)}>`,
     `recips=${entry.recips.map((r) => `<${safe(r)}>`).join(',')}`,
     ...(entry.signatures.length ? entry.signatures.map((s) => `sig=[${safe(s)}]`) : ['unsigned']),
+    ...(entry.tls ? formatTls(entry.tls) : []),
     ...entry.notes.map((n) => `note=[${safe(n)}]`),
     `result=${entry.result}`,
     `ms=${entry.ms}`,

@@ -1,9 +1,9 @@
 // Which TLS each address of a delivery must have, decided before connecting:
 //   1. control/tlshosts/<name>.pem exists (qmail's TLS patch): TLS is mandatory and the
 //      certificate must verify for <name> against the CAs in that file only;
-//   2. a smarthost (smtproutes relay) with `user password`, or on port 465 (SMTPS): the
-//      certificate must verify for the relay name against the system store, so credentials
-//      never go to a server nobody checked;
+//   2. an smtproutes entry with `user password`, or on port 465 (SMTPS): the certificate must
+//      verify for the relay (or MX) name against the system store, so credentials never go to
+//      a server nobody checked;
 //   3. an MX of a domain with an MTA-STS policy (relays are out of policy, as in Postfix):
 //      enforce: only MX hosts the policy lists, each verified for its name against the system
 //      store; testing: as today, with the outcome logged;
@@ -42,7 +42,7 @@ export function requirementFor(name: string, ctx: PolicyContext): Result<TlsRequ
   if (!pinned.ok) return fail(pinned.error);
   const checkedName = name.toLowerCase().replace(/\.$/, '').replace(/^\[(?:ipv6:)?(.*)\]$/, '$1');
   if (pinned.value !== null) return ok({ kind: 'verified', policy: 'tlshosts', name: checkedName, ca: pinned.value });
-  if (ctx.relayed && (ctx.auth || ctx.port === SMTPS_PORT)) return ok({ kind: 'verified', policy: 'smarthost', name: checkedName, ca: 'system' });
+  if (ctx.auth || ctx.port === SMTPS_PORT) return ok({ kind: 'verified', policy: 'smarthost', name: checkedName, ca: 'system' });
   if (sts?.mode === 'enforce') return ok({ kind: 'verified', policy: 'sts-enforce', name: checkedName, ca: 'system' });
   return ok({ kind: 'opportunistic', policy: sts?.mode === 'testing' ? 'sts-testing' : 'none', name: checkedName });
 }

@@ -12,6 +12,7 @@
 //   mandatory and its certificate must verify against the CAs in that file only. <host> is the
 //   lowercase MX or relay name (an IP literal as written, without brackets); it comes from DNS
 //   or from smtproutes, so it is checked before it becomes part of a path.
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isIP } from 'node:net';
 import { readBounded } from '../../common/read-bounded.ts';
@@ -20,15 +21,44 @@ import { fail, failure, ok, type Result } from '../../common/failures.ts';
 /** A PEM file of CAs is a few KB; a whole distribution store is about 200 KB. */
 const MAX_PEM_BYTES = 1 << 20;
 
+/** Where Node looks for the hashed CA directory on Linux when SSL_CERT_DIR is not set. */
+const DEFAULT_CERT_DIR = '/etc/ssl/certs';
+
 let systemStore: string[] | undefined;
 
 /** The system's CA certificates (PEM), read on first use and kept for the process. */
 export async function systemCertificates(): Promise<string[]> {
   if (systemStore === undefined) {
     const tls = await import('node:tls');
-    systemStore = tls.getCACertificates('system');
+    systemStore = withoutMissingCertDir(() => tls.getCACertificates('system'));
   }
   return systemStore;
+}
+
+/**
+ * Node prints "Cannot open directory … to load OpenSSL certificates." on stderr (the report
+ * pipe) when the CA directory it is told about, or its default one, is not there. A directory
+ * that is not there holds no CA anyway: it is left out (SSL_CERT_DIR empty) for the one read.
+ */
+function withoutMissingCertDir<T>(read: () => T): T {
+  const dir = process.env.SSL_CERT_DIR;
+  if (isDirectory(dir ?? DEFAULT_CERT_DIR)) return read();
+  process.env.SSL_CERT_DIR = '';
+  try {
+    return read();
+  } finally {
+    if (dir === undefined) delete process.env.SSL_CERT_DIR;
+    else process.env.SSL_CERT_DIR = dir;
+  }
+}
+
+function isDirectory(path: string): boolean {
+  if (path === '') return true; // empty: no directory, and nothing printed
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 // A DNS name as a file name: LDH labels (and '_', which some MX names carry), no empty label,
