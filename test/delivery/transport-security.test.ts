@@ -15,6 +15,7 @@ import { startDns, type DnsRecords, type DnsServer } from '../helpers/dnsmasq.ts
 import { makeTestCa, type TestCa } from '../helpers/ca.ts';
 import { enforcePolicy, policyHostIp, startPolicyHost } from '../helpers/policy-host.ts';
 
+const DOC = fileURLToPath(new URL('../../docs/reliability.md', import.meta.url));
 const QMAIL_REMOTE = fileURLToPath(new URL('../../bin/qmail-remote', import.meta.url));
 const SIMPLE = fileURLToPath(new URL('../fixtures/simple.eml', import.meta.url));
 const PASSWORD = 's3cret-never-on-the-wire';
@@ -33,6 +34,21 @@ after(() => {
   stranger.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
+
+/** The classes of docs/reliability.md's "TLS policy" table, in its order. */
+const CLASSES = ['Smarthost credentials over STARTTLS', 'Relays written as addresses, SMTPS', 'tlshosts/ and no rule', 'MTA-STS enforce and testing', 'MTA-STS policy cache'] as const;
+type Class = (typeof CLASSES)[number];
+const cases: Class[] = [];
+const passed: Class[] = [];
+
+/** One case of the table: registered under its class, counted once it has passed. */
+function tcase(cls: Class, name: string, body: () => Promise<void>): void {
+  cases.push(cls);
+  test(name, async () => {
+    await body();
+    passed.push(cls);
+  });
+}
 
 let homes = 0;
 /** A qmail home with control/ (and the files given) and, unless told otherwise, mta-sts/. */
@@ -58,6 +74,8 @@ async function qmailRemote(qmailHome: string, dns: DnsServer, host = 'example.ne
     });
     assert.equal(run.stderr, '', 'nothing on fd 2');
     assert.equal(run.status, 0);
+    // Every case here is one where mail must be delivered or kept: never a bounce.
+    assert.match(run.stdout, /^(?:r\0K|Z)/, 'K or Z, never D or h');
     let log = '';
     try {
       log = readFileSync(logFile, 'latin1');
@@ -120,7 +138,7 @@ async function toRelay(identity: TlsIdentity | null, route = (port: number) => `
   }
 }
 
-test('credentials go to a relay whose certificate verifies for its name, with SNI', async () => {
+tcase('Smarthost credentials over STARTTLS', 'credentials go to a relay whose certificate verifies for its name, with SNI', async () => {
   const { run, server, log } = await toRelay(ca.issue({ dns: [RELAY] }));
   assert.match(run.stdout, /^r\0K127\.0\.0\.1 accepted message\./);
   assert.deepEqual(commands(server), ['EHLO', 'STARTTLS', 'EHLO', 'AUTH', 'MAIL', 'RCPT', 'DATA', 'QUIT']);
@@ -135,7 +153,7 @@ for (const [name, identity, result] of [
   ['an expired certificate', () => ca.issue({ dns: [RELAY], days: -1 }), 'certificate-expired'],
   ['no STARTTLS', () => null, 'starttls-not-supported'],
 ] as const) {
-  test(`credentials and relay with ${name}: Z, no AUTH, no MAIL, the password never sent`, async () => {
+  tcase('Smarthost credentials over STARTTLS', `credentials and relay with ${name}: Z, no AUTH, no MAIL, the password never sent`, async () => {
     const { run, server, log } = await toRelay(identity());
     assertNothingSent(server, run);
     assert.match(run.stdout, /^ZConnected to 127\.0\.0\.1 but TLS is required and could not be verified\. \(#4\.7\.5\)\n\0$/);
@@ -144,7 +162,7 @@ for (const [name, identity, result] of [
   });
 }
 
-test('a relay written as an IP address is verified against the certificate\'s IP addresses', async () => {
+tcase('Relays written as addresses, SMTPS', 'a relay written as an IP address is verified against the certificate\'s IP addresses', async () => {
   const route = (port: number) => `:[127.0.0.1]:${port} alice ${PASSWORD}\n`;
   const good = await toRelay(ca.issue({ dns: ['relay.example.test'], ip: ['127.0.0.1'] }), route);
   assert.match(good.run.stdout, /^r\0K/);
@@ -153,7 +171,7 @@ test('a relay written as an IP address is verified against the certificate\'s IP
   assertNothingSent(named.server, named.run);
 });
 
-test('SMTPS: port 465 in smtproutes is implicit TLS, verified the same way', async () => {
+tcase('Relays written as addresses, SMTPS', 'SMTPS: port 465 in smtproutes is implicit TLS, verified the same way', async () => {
   const ip = policyHostIp().replace(/\.1$/, '.25');
   for (const [identity, ok] of [[ca.issue({ dns: [RELAY] }), true], [ca.issue({ dns: ['other.example.test'] }), false]] as const) {
     const server = await startScriptServer({ implicitTls: identity, replies: { EHLO: '250-smtps.test\r\n250 AUTH PLAIN', AUTH: '235 ok' } }, ip, 465);
@@ -193,7 +211,7 @@ async function toMx(identity: TlsIdentity | null, files: Record<string, string>)
   }
 }
 
-test('tlshosts/<mx>.pem: TLS mandatory, verified against that file\'s CAs only', async () => {
+tcase('tlshosts/ and no rule', 'tlshosts/<mx>.pem: TLS mandatory, verified against that file\'s CAs only', async () => {
   const pinned = { [`tlshosts/${MX}.pem`]: ca.cert.toString() };
   const good = await toMx(ca.issue({ dns: [MX] }), pinned);
   assert.match(good.run.stdout, /^r\0K/);
@@ -206,7 +224,7 @@ test('tlshosts/<mx>.pem: TLS mandatory, verified against that file\'s CAs only',
   assert.equal(plain.server.sessions.length, 1);
 });
 
-test('without a rule, nothing changes: an unverifiable certificate is still used, and logged as such', async () => {
+tcase('tlshosts/ and no rule', 'without a rule, nothing changes: an unverifiable certificate is still used, and logged as such', async () => {
   const { run, log } = await toMx(ca.selfSigned({ dns: [MX] }), {});
   assert.match(run.stdout, /^r\0K/);
   assert.match(log, / tls=TLSv1\.[23] cert=unverified policy=none tls-result=success /);
@@ -252,7 +270,7 @@ async function toStsDomain(setup: StsSetup, deliveries = 1, qmailHome = home()) 
   }
 }
 
-test('MTA-STS enforce: an unlisted MX gets no MAIL; the listed one gets the mail over verified TLS', async () => {
+tcase('MTA-STS enforce and testing', 'MTA-STS enforce: an unlisted MX gets no MAIL; the listed one gets the mail over verified TLS', async () => {
   const { runs, servers } = await toStsDomain({ mx: [[BAD_MX, ca.issue({ dns: [BAD_MX] })], [GOOD_MX, ca.issue({ dns: [GOOD_MX] })]] });
   const [{ run, log }] = runs as [{ run: Run; log: string }];
   assert.match(run.stdout, /^r\0K127\.\d+\.\d+\.11 accepted message\./);
@@ -267,7 +285,7 @@ for (const [name, identity, result] of [
   ['a self-signed certificate', () => ca.selfSigned({ dns: [GOOD_MX] }), 'certificate-not-trusted'],
   ['no STARTTLS', () => null, 'starttls-not-supported'],
 ] as const) {
-  test(`MTA-STS enforce, the listed MX with ${name}: Z, no MAIL, no plaintext retry`, async () => {
+  tcase('MTA-STS enforce and testing', `MTA-STS enforce, the listed MX with ${name}: Z, no MAIL, no plaintext retry`, async () => {
     const { runs, servers } = await toStsDomain({ mx: [[GOOD_MX, identity()]] });
     const [{ run, log }] = runs as [{ run: Run; log: string }];
     assertNothingSent(servers[0] as ScriptServer, run);
@@ -276,21 +294,21 @@ for (const [name, identity, result] of [
   });
 }
 
-test('MTA-STS enforce with no MX listed: Z (never D), nothing connected to', async () => {
+tcase('MTA-STS enforce and testing', 'MTA-STS enforce with no MX listed: Z (never D), nothing connected to', async () => {
   const { runs, servers } = await toStsDomain({ mx: [[BAD_MX, ca.issue({ dns: [BAD_MX] })]] });
   const [{ run }] = runs as [{ run: Run; log: string }];
   assert.match(run.stdout, /^Z.*MTA-STS/);
   assert.equal(servers[0]?.sessions.length, 0);
 });
 
-test('MTA-STS testing: delivered as before over unverified TLS, the failure logged', async () => {
+tcase('MTA-STS enforce and testing', 'MTA-STS testing: delivered as before over unverified TLS, the failure logged', async () => {
   const { runs } = await toStsDomain({ mode: 'testing', mx: [[BAD_MX, ca.selfSigned({ dns: [BAD_MX] })]] });
   const [{ run, log }] = runs as [{ run: Run; log: string }];
   assert.match(run.stdout, /^r\0K/);
   assert.match(log, /cert=unverified policy=sts-testing tls-result=certificate-not-trusted/);
 });
 
-test('20 deliveries at once to one MTA-STS domain fetch its policy once, through the shared cache', async () => {
+tcase('MTA-STS policy cache', '20 deliveries at once to one MTA-STS domain fetch its policy once, through the shared cache', async () => {
   const qmailHome = home();
   const { runs, fetches } = await toStsDomain({ mx: [[GOOD_MX, ca.issue({ dns: [GOOD_MX] })]] }, 20, qmailHome);
   assert.equal(runs.filter(({ run }) => /^r\0K/.test(run.stdout)).length, 20);
@@ -304,8 +322,24 @@ test('20 deliveries at once to one MTA-STS domain fetch its policy once, through
   assert.equal(changed.fetches, 1);
 });
 
-test('without the cache directory each delivery fetches for itself, and still enforces', async () => {
+tcase('MTA-STS policy cache', 'without the cache directory each delivery fetches for itself, and still enforces', async () => {
   const { runs, fetches } = await toStsDomain({ mx: [[GOOD_MX, ca.issue({ dns: [GOOD_MX] })]] }, 2, home({}, false));
   assert.equal(runs.filter(({ run }) => /^r\0K/.test(run.stdout)).length, 2);
   assert.equal(fetches, 2);
+});
+
+test('docs/reliability.md tabulates exactly the cases run here, class by class', () => {
+  const section = readFileSync(DOC, 'utf8').split(/^## /m).find((part) => part.startsWith('TLS policy'));
+  assert.ok(section, 'the section "## TLS policy"');
+  const rows = new Map<string, string[]>();
+  for (const line of section.split('\n')) {
+    const cells = line.split('|').slice(1, -1).map((cell) => cell.trim());
+    if (cells.length >= 6) rows.set(cells[0] ?? '', cells.slice(1));
+  }
+  for (const cls of CLASSES) {
+    const n = cases.filter((c) => c === cls).length;
+    assert.deepEqual(rows.get(cls)?.slice(0, 5), [String(n), '0', '0', '0', '0'], cls);
+  }
+  assert.deepEqual(rows.get('**Total**')?.slice(0, 5), [`**${cases.length}**`, '**0**', '**0**', '**0**', '**0**']);
+  assert.equal(passed.length, cases.length, 'every case ran and passed');
 });
