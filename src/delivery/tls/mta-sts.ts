@@ -91,7 +91,7 @@ export async function lookupPolicy(domain: string, opts: StsOptions): Promise<St
   if (name === null) return { policy: null, source: 'none' };
   const now = opts.now ?? Date.now;
   const cache = opts.cacheDir === null ? null : new PolicyCache(opts.cacheDir, name);
-  const [txt, cached] = await Promise.all([publishedId(name, opts.resolver), Promise.resolve(cache?.read() ?? null)]);
+  const [txt, cached] = await Promise.all([bounded(publishedId(name, opts.resolver), opts.timeoutMs), Promise.resolve(cache?.read() ?? null)]);
   const fresh = cached !== null && cached.expires > now() ? cached : null;
   if (fresh !== null && (txt.kind !== 'id' || txt.id === fresh.id)) return { policy: usable(fresh), source: 'cached' };
   if (txt.kind === 'absent') return { policy: null, source: 'none' };
@@ -108,6 +108,22 @@ function usable(policy: StsPolicy): StsPolicy | null {
 }
 
 type Published = { kind: 'id'; id: string } | { kind: 'absent' } | { kind: 'error'; error: string };
+
+/**
+ * The TXT answer, or an error once timeoutconnect has passed: DNS that does not answer for
+ * `_mta-sts` must not hold a delivery longer than a connection attempt may.
+ */
+async function bounded(query: Promise<Published>, ms: number): Promise<Published> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<Published>((resolve) => {
+    timer = setTimeout(() => resolve({ kind: 'error', error: 'no answer for the _mta-sts TXT record in time' }), ms);
+  });
+  try {
+    return await Promise.race([query, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** The id of the `_mta-sts` TXT record, parsed as leniently as mailauth's default mode does. */
 async function publishedId(domain: string, resolver: StsResolver): Promise<Published> {
