@@ -12,7 +12,7 @@
 import { isIP } from 'node:net';
 import { fail, ok, type Failure, type Result } from '../../common/failures.ts';
 import { mxAllowed, type StsLookup } from './mta-sts.ts';
-import { tlshostsCertificates } from './trust.ts';
+import { tlshostsCertificates, tlshostsName } from './trust.ts';
 import type { TlsRequirement } from './requirement.ts';
 
 /** smtproutes port 465: the session starts with the TLS handshake (RFC 8314 implicit TLS). */
@@ -40,7 +40,8 @@ export function requirementFor(name: string, ctx: PolicyContext): Result<TlsRequ
   if (sts?.mode === 'enforce' && !mxAllowed(name, sts)) return ok({ excluded: `${name} is not listed in the MTA-STS policy` });
   const pinned = tlshostsCertificates(ctx.controlDir, name);
   if (!pinned.ok) return fail(pinned.error);
-  const checkedName = name.toLowerCase().replace(/\.$/, '').replace(/^\[(?:ipv6:)?(.*)\]$/, '$1');
+  // The name the certificate must match, as tlshosts/ files are named (an address without brackets).
+  const checkedName = tlshostsName(name) ?? name.toLowerCase();
   if (pinned.value !== null) return ok({ kind: 'verified', policy: 'tlshosts', name: checkedName, ca: pinned.value });
   if (ctx.auth || ctx.port === SMTPS_PORT) return ok({ kind: 'verified', policy: 'smarthost', name: checkedName, ca: 'system' });
   if (sts?.mode === 'enforce') return ok({ kind: 'verified', policy: 'sts-enforce', name: checkedName, ca: 'system' });
