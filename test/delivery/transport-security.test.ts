@@ -5,11 +5,11 @@
 // byte it receives, decrypted, so "the credentials never left" is checked on what arrived.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runNode, type Run } from '../helpers/run.ts';
+import { run as runCommand, runNode, type Run, type RunOptions } from '../helpers/run.ts';
 import { startScriptServer, type Script, type ScriptServer, type TlsIdentity } from '../helpers/script-server.ts';
 import { startDns, type DnsRecords, type DnsServer } from '../helpers/dnsmasq.ts';
 import { makeTestCa, type TestCa } from '../helpers/ca.ts';
@@ -61,11 +61,16 @@ function home(files: Record<string, string> = {}, withCache = true): string {
   return dir;
 }
 
+/** When set, each run goes under strace and the files it opened are written to this path. */
+let tracing: string | null = null;
+
 async function qmailRemote(qmailHome: string, dns: DnsServer, host = 'example.net'): Promise<{ run: Run; log: string }> {
   const fd = openSync(SIMPLE, 'r');
   const logFile = join(qmailHome, `log-${Math.random()}`);
   try {
-    const run = await runNode(QMAIL_REMOTE, [host, 'alice@example.com', 'bob@example.net'], {
+    const strace = tracing === null ? [] : ['-f', '-qq', '-e', 'trace=open,openat,openat2', '-o', tracing, process.execPath];
+    const run = await (tracing === null ? runNode : (script: string, args: string[], o: RunOptions) => runCommand('/usr/bin/strace', [...strace, script, ...args], o))(
+      QMAIL_REMOTE, [host, 'alice@example.com', 'bob@example.net'], {
       stdin: fd,
       env: {
         PATH: process.env.PATH ?? '', QMAILHOME: qmailHome, QMAILREMOTE_DNS: dns.server, QMAILREMOTE_LOG: logFile,
@@ -326,6 +331,39 @@ tcase('MTA-STS policy cache', 'without the cache directory each delivery fetches
   const { runs, fetches } = await toStsDomain({ mx: [[GOOD_MX, ca.issue({ dns: [GOOD_MX] })]] }, 2, home({}, false));
   assert.equal(runs.filter(({ run }) => /^r\0K/.test(run.stdout)).length, 2);
   assert.equal(fetches, 2);
+});
+
+/** Runs body with every qmail-remote run under strace; what the runs opened, as one text. */
+async function opened(body: () => Promise<void>): Promise<string> {
+  const trace = join(work, `trace-${Math.random()}`);
+  tracing = trace;
+  try {
+    await body();
+  } finally {
+    tracing = null;
+  }
+  return readFileSync(trace, 'latin1');
+}
+
+test('no policy: neither the CA store nor mailauth is read; a cached policy: mailauth is not loaded', async (t) => {
+  if (!existsSync('/usr/bin/strace')) return t.skip('strace is not installed');
+  const none = await opened(async () => {
+    const { run } = await toMx(ca.selfSigned({ dns: [MX] }), {});
+    assert.match(run.stdout, /^r\0K/);
+  });
+  assert.match(none, /qmail-remote\.cjs/, 'the trace sees the program');
+  assert.doesNotMatch(none, /mailauth|\/etc\/ssl\/certs|test-ca-/);
+
+  const qmailHome = home();
+  const setup = { mx: [[GOOD_MX, ca.issue({ dns: [GOOD_MX] })]] } satisfies StsSetup;
+  await toStsDomain(setup, 1, qmailHome);
+  let fetches = -1;
+  const cached = await opened(async () => {
+    fetches = (await toStsDomain(setup, 1, qmailHome)).fetches;
+  });
+  assert.equal(fetches, 0);
+  assert.match(cached, /mta-sts\/example\.net\.json/, 'the cached policy was read');
+  assert.doesNotMatch(cached, /mailauth/);
 });
 
 test('docs/reliability.md tabulates exactly the cases run here, class by class', () => {
