@@ -8,7 +8,9 @@
 //   (~13 ms otherwise spent on every delivery), and its other built-ins stay lazy (below);
 // - winston and winston-transport stay in node_modules, required only when logging is on
 //   (src/delivery/log.ts): bundled, they and their dependencies were two thirds of the file,
-//   which every delivery reads and pre-parses even though it never runs them.
+//   which every delivery reads and pre-parses even though it never runs them;
+// - mailauth stays in node_modules too: a delivery loads its MTA-STS code, and only that, when a
+//   policy must be fetched (src/delivery/tls/mta-sts.ts); a cached or absent policy needs none.
 // The tests run bin/qmail-remote, and so this bundle, STARTTLS included.
 import { build } from 'esbuild';
 import { writeFileSync } from 'node:fs';
@@ -63,7 +65,7 @@ const result = await build({
   outfile: `${root}dist/qmail-remote.cjs`,
   ...BUNDLE,
   plugins: [stubFetch, lazyBuiltins],
-  external: ['winston', 'winston-transport'],
+  external: ['winston', 'winston-transport', 'mailauth', 'mailauth/*'],
 });
 // What went into the bundle, for test/delivery/bundle.test.ts: the delivery path and nothing else.
 writeFileSync(`${root}dist/qmail-remote.inputs.json`, JSON.stringify(inputsOf(result), null, 1));

@@ -4,7 +4,8 @@
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { qmailHome } from '../common/control.ts';
-import { checkNode, defaultTarget, install, InstallError, safeCacheDir, uninstall } from '../install/shim.ts';
+import { checkNode, defaultTarget, install, InstallError, makeStsCache, safeCacheDir, uninstall } from '../install/shim.ts';
+import { findUser, readAccounts, PASSWD_FILE } from '../keys/accounts.ts';
 import { say } from './output.ts';
 import { EXIT_OK, EXIT_TEMPORARY, EXIT_USAGE } from './exit-codes.ts';
 
@@ -14,6 +15,8 @@ export interface InstallArgs {
   to?: string;
   node?: string;
   cache?: string;
+  /** The passwd file to find qmailr in (default /etc/passwd). */
+  passwd?: string;
 }
 
 export function installCommand(args: InstallArgs): number {
@@ -34,6 +37,11 @@ export function installCommand(args: InstallArgs): number {
     const cacheDir = args.cache ? resolve(args.cache) : '';
     const plan = { target, node, program: PROGRAM, cacheDir, qmailHome: home, replacing: args.to === undefined };
     for (const line of install(plan)) say(line);
+    // The MTA-STS cache belongs to qmail's home: a shim elsewhere (--to) leaves it alone.
+    if (args.to === undefined) {
+      const qmailr = findUser(readAccounts(args.passwd ?? PASSWD_FILE), 'qmailr');
+      for (const line of makeStsCache(home, qmailr ?? null)) say(line);
+    }
     return EXIT_OK;
   } catch (error) {
     if (!(error instanceof InstallError)) throw error;

@@ -74,7 +74,8 @@ export async function main(argv: string[]): Promise<number> {
         y
           .option('to', { type: 'string', describe: 'write the shim here instead (for $QMAILREMOTE)' })
           .option('node', { type: 'string', describe: 'absolute path of Node >= 22.19 (default: the one running this)' })
-          .option('cache', { type: 'string', describe: "Node compile cache directory, writable by qmailr (default: none)" }),
+          .option('cache', { type: 'string', describe: "Node compile cache directory, writable by qmailr (default: none)" })
+          .option('passwd', PASSWD_OPTION),
       async (args) => {
         exitCode = (await import('./install.ts')).installCommand(args);
       },

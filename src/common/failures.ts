@@ -26,6 +26,9 @@ export const FAILURES = {
   NO_RECIPIENT: { letter: 'D', text: 'Sorry, no recipient address could be sent over SMTP. (#5.1.3)\n' },
   NO_MX_OR_IP: { letter: 'D', text: "Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)\n" },
   NULL_MX: { letter: 'D', text: "Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)\n" },
+  // MTA-STS enforce (RFC 8461 §5): no MX of the domain is one its policy lists. Deferred, never
+  // bounced: the policy or the MX records may be fixed, and queuelifetime ends the wait.
+  STS_NO_MX: { letter: 'Z', text: 'Sorry, no mail exchanger for that domain is listed in its MTA-STS policy. (#4.7.5)\n' },
   MX_IS_ME: {
     letter: 'D',
     text:
@@ -103,6 +106,12 @@ export const SMTP_REPORTS = {
     letter: 'Z',
     sentence: (ip) =>
       `Connected to ${ip} but its replies were out of step with my commands. Possible duplicate! (#4.5.0)`,
+  },
+  // TLS was required (credentials, SMTPS, tlshosts/, MTA-STS enforce) and the server offered
+  // none, or its certificate did not verify for the name: nothing of the transaction was sent.
+  TLS_UNVERIFIED: {
+    letter: 'Z',
+    sentence: (ip) => `Connected to ${ip} but TLS is required and could not be verified. (#4.7.5)`,
   },
   // jms1's AUTH patch: credentials never travel in clear.
   TLS_REQUIRED_FOR_AUTH: { letter: 'Z', sentence: (ip) => `Connected to ${ip} but STARTTLS is required for AUTH. (#4.7.0)` },

@@ -18,9 +18,42 @@ const LOG_WAIT_MS = 5000;
 
 export type LogTarget = { kind: 'file'; path: string } | { kind: 'syslog'; host: string; port: number };
 
+/**
+ * The TLS policy a delivery was held to: none (opportunistic), an MTA-STS policy in testing or
+ * enforce mode, a control/tlshosts/ file, or a smarthost that gets credentials or is reached
+ * over SMTPS (its certificate must verify for the relay name).
+ */
+export type TlsPolicyApplied = 'none' | 'sts-testing' | 'sts-enforce' | 'tlshosts' | 'smarthost';
+
+/**
+ * How the TLS side of a session went, in the result types of RFC 8460 §4.3 (what a TLS-RPT
+ * report counts), plus `success`.
+ */
+export type TlsResultType =
+  | 'success'
+  | 'starttls-not-supported'
+  | 'certificate-host-mismatch'
+  | 'certificate-expired'
+  | 'certificate-not-trusted'
+  | 'validation-failure'
+  | 'sts-policy-fetch-error'
+  | 'sts-policy-invalid'
+  | 'sts-webpki-invalid';
+
+export interface TlsLog {
+  /** The protocol version negotiated ("TLSv1.3"), or null for a plaintext session. */
+  readonly version: string | null;
+  /** Whether the certificate verified for the name the policy asks (the MX or relay name). */
+  readonly verified: boolean;
+  readonly policy: TlsPolicyApplied;
+  readonly result: TlsResultType;
+}
+
 export interface DeliveryLog {
   readonly host: string;
   readonly ip?: string;
+  /** The TLS side of the session the reports talk about, when a connection was made. */
+  readonly tls?: TlsLog;
   readonly sender: string;
   readonly recips: readonly string[];
   /** "dkim d=example.com s=default a=rsa-sha256", one per signature. */
@@ -57,11 +90,22 @@ export function formatDelivery(entry: DeliveryLog): string {
     `recips=${entry.recips.map((r) => `<${safe(r)}>`).join(',')}`,
     ...(entry.signatures.length ? entry.signatures.map((s) => `sig=[${safe(s)}]`) : ['unsigned']),
     ...entry.notes.map((n) => `note=[${safe(n)}]`),
+    ...(entry.tls ? formatTls(entry.tls) : []),
     `result=${entry.result}`,
     `ms=${entry.ms}`,
     `report="${safe(entry.report.replace(/\n/g, '/'))}"`,
   ];
   return parts.join(' ');
+}
+
+/** `tls=TLSv1.3 cert=verified policy=sts-enforce tls-result=success`; `tls=none` for plaintext. */
+function formatTls(tls: TlsLog): string[] {
+  return [
+    `tls=${tls.version === null ? 'none' : safe(tls.version)}`,
+    `cert=${tls.version === null ? '-' : tls.verified ? 'verified' : 'unverified'}`,
+    `policy=${tls.policy}`,
+    `tls-result=${tls.result}`,
+  ];
 }
 
 const LOG_FLAGS = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK | constants.O_NOCTTY;

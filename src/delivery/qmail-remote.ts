@@ -7,14 +7,18 @@
 // Order of work: control files, then the message is read and signed (a key problem defers the
 // mail before any connection is made), then routing, then one SMTP delivery.
 import { fstatSync } from 'node:fs';
+import { join } from 'node:path';
 import { controlDir, qmailHome, readControlInt, readControlLine, readControlLines } from '../common/control.ts';
 import { describeCause, fail, failure, type Failure, type Result } from '../common/failures.ts';
 import { MessageReadError, openMessage, type MessageSource } from '../mail/message.ts';
 import { writeReports, type Reports } from './report.ts';
 import { signMessage, type Signed } from '../signing/sign.ts';
 import { logCrashSync, logDelivery, logTarget, type DeliveryLog } from './log.ts';
-import { routingResolver, parseSmtproutes, resolveDestination, type Destination } from './route.ts';
-import { deliver } from './smtp.ts';
+import { dnsName, findRoute, parseIpLiteral, routingResolver, parseSmtproutes, resolveDestination, type Destination } from './route.ts';
+import { deliver, type DeliveryAddress } from './smtp.ts';
+import { makeResolver, serverList } from '../common/dns.ts';
+import { lookupPolicy, type StsLookup } from './tls/mta-sts.ts';
+import { excluded, requirementFor, SMTPS_PORT } from './tls/policy.ts';
 import { argumentBytes } from './argv.ts';
 
 /** control/timeoutconnect and control/timeoutremote defaults, in seconds (qmail-remote.c). */
@@ -113,15 +117,23 @@ async function signAndDeliver(job: Job, source: MessageSource, log: Outcome['log
   }
   const signedLog = { ...log, signatures: describe(signed.value), notes: [...signed.value.notes] };
 
-  const destination = await route(job.host, job.control, job.env);
+  // The MTA-STS TXT query goes out beside the MX query: it adds no round trip.
+  const [destination, sts] = await Promise.all([route(job.host, job.control, job.env), stsPolicy(job)]);
   if (!destination.ok) {
     const cause = destination.error.cause ? [`dns: ${destination.error.cause}`] : [];
     return { reports: failed(destination.error), log: { ...signedLog, notes: [...signedLog.notes, ...cause] } };
   }
+  const stsNotes = sts === null || sts.source === 'none' ? [] : [describeSts(sts)];
+  const addresses = secured(destination.value, sts, job.control.dir);
+  if (!addresses.ok) {
+    const notes = [...signedLog.notes, ...stsNotes, addresses.error.cause ?? addresses.error.code];
+    return { reports: failed(addresses.error), log: { ...signedLog, host: destination.value.host, notes } };
+  }
 
   const result = await deliver({
-    addresses: [...destination.value.addresses],
+    addresses: addresses.value,
     port: destination.value.port,
+    implicitTls: destination.value.port === SMTPS_PORT,
     helohost: job.control.helohost,
     sender: job.sender,
     recips: job.recips,
@@ -130,9 +142,49 @@ async function signAndDeliver(job: Job, source: MessageSource, log: Outcome['log
     timeoutRemote: job.control.timeoutRemote,
     ...(destination.value.auth ? { auth: destination.value.auth } : {}),
   });
-  const where = { host: destination.value.host, ...(result.ip ? { ip: result.ip } : {}) };
+  const where = { host: destination.value.host, ...(result.ip ? { ip: result.ip } : {}), ...(result.tls ? { tls: result.tls } : {}) };
   const smtp = `smtp: ${result.code} at ${result.stage}${result.cause ? ` (${result.cause})` : ''}`;
-  return { reports: result.reports, log: { ...signedLog, ...where, notes: [...signedLog.notes, smtp] } };
+  return { reports: result.reports, log: { ...signedLog, ...where, notes: [...signedLog.notes, ...stsNotes, smtp] } };
+}
+
+/**
+ * The MTA-STS policy of the recipient domain (tls/mta-sts.ts), for mail routed through MX:
+ * null for a host routed to an smtproutes relay (out of policy) or written as an IP address.
+ */
+async function stsPolicy(job: Job): Promise<StsLookup | null> {
+  const host = dnsName(job.host);
+  const route = findRoute(parseSmtproutes(job.control.smtproutes), host);
+  if ((route !== undefined && route.relay !== '') || parseIpLiteral(host) !== undefined) return null;
+  const resolver = makeResolver({ servers: serverList(job.env.QMAILREMOTE_DNS) });
+  if (resolver === null) return null; // routing reports the unusable QMAILREMOTE_DNS
+  return lookupPolicy(host, {
+    cacheDir: join(qmailHome(job.env), 'mta-sts'),
+    resolver,
+    timeoutMs: Math.max(job.control.timeoutConnect, 1) * 1000,
+  });
+}
+
+function describeSts(sts: StsLookup): string {
+  const mode = sts.policy?.mode ?? 'none';
+  return `mta-sts: ${mode} (${sts.source}${sts.failure ? ` ${sts.failure}` : ''}${sts.error ? `: ${sts.error}` : ''})`;
+}
+
+/**
+ * Each address with the TLS its name requires (tls/policy.ts); the MX hosts an enforce policy
+ * does not list are left out, and when none is left the mail waits (STS_NO_MX), never bounces.
+ */
+function secured(destination: Destination, sts: StsLookup | null, controlDir: string): Result<DeliveryAddress[]> {
+  const ctx = { controlDir, relayed: destination.relayed, port: destination.port, auth: destination.auth !== undefined, sts };
+  const out: DeliveryAddress[] = [];
+  const left: string[] = [];
+  for (const address of destination.addresses) {
+    const requirement = requirementFor(address.name, ctx);
+    if (!requirement.ok) return requirement;
+    if (excluded(requirement.value)) left.push(address.name);
+    else out.push({ ip: address.ip, family: address.family, tls: requirement.value });
+  }
+  if (out.length === 0) return fail(failure('STS_NO_MX', `not in the policy: ${[...new Set(left)].join(', ')}`));
+  return { ok: true, value: out };
 }
 
 async function route(host: string, control: Control, env: NodeJS.ProcessEnv): Promise<Result<Destination>> {

@@ -29,9 +29,12 @@
 // for the addresses to connect to (loopback or not is the router's business). Does not trust
 // the server (any bytes, any length, any timing) nor the envelope (checked before use).
 // Never throws, never prints: nodemailer's logger is off and every failure is a report.
-import { connect, type Socket } from 'node:net';
+import { connect, isIP, type Socket } from 'node:net';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import { DotStuffer } from './transparency.ts';
+import { resultType, satisfies, tlsFacts, tlsLog, tlsOptions, type TlsFacts, type TlsRequirement } from './tls/requirement.ts';
+import { systemCertificates } from './tls/trust.ts';
+import type { TlsLog } from './log.ts';
 import {
   BAD_RECIPIENT,
   describeCause,
@@ -47,6 +50,11 @@ import type { MessageReport, RecipientReport, Reports } from './report.ts';
 export interface DeliveryAddress {
   ip: string;
   family: 4 | 6;
+  /**
+   * What its TLS session must be (src/delivery/tls/policy.ts); opportunistic with no SNI when
+   * absent. Its name (the MX or relay name) is sent as SNI and is what a certificate must match.
+   */
+  tls?: TlsRequirement;
 }
 
 export interface Delivery {
@@ -67,8 +75,10 @@ export interface Delivery {
   timeoutConnect: number;
   /** Seconds of read or write inactivity, control/timeoutremote (default 1200). */
   timeoutRemote: number;
-  /** SMTP AUTH credentials, used only over a connection that STARTTLS secured. */
+  /** SMTP AUTH credentials, used only over TLS whose certificate verified. */
   auth?: { user: string; pass: string };
+  /** Implicit TLS (SMTPS, smtproutes port 465): the handshake comes before the greeting. */
+  implicitTls?: boolean;
 }
 
 /** The stages of the dialogue, for the log line. */
@@ -85,6 +95,8 @@ export interface DeliveryResult {
   code: string;
   stage: Stage;
   cause?: string;
+  /** The TLS side of the session the reports talk about, for the log. */
+  tls?: TlsLog;
 }
 
 // qmail-remote.c HUGESMTPTEXT: "Remote host said" quotes at most this many bytes of a reply.
@@ -114,17 +126,29 @@ export async function deliver(d: Delivery): Promise<DeliveryResult> {
   }
 }
 
+const OPPORTUNISTIC: TlsRequirement = { kind: 'opportunistic', policy: 'none', name: '' };
+
 async function attempt(d: Delivery): Promise<DeliveryResult> {
   const envelope = checkEnvelope(d);
   if ('refused' in envelope) return envelope.refused;
+  // A session that TLS could not make safe enough ends before MAIL; under a requirement the
+  // next address is tried (RFC 8461 §5: the next MX), and the last such ending is reported.
+  let unsafe: DeliveryResult | null = null;
   for (const address of d.addresses) {
+    const requirement = address.tls ?? OPPORTUNISTIC;
     const socket = await connectTcp(address.ip, d.port, milliseconds(d.timeoutConnect));
     if (!socket) continue;
-    const first = await session(socket, address.ip, d, envelope, { startTls: true, retry: false });
-    if (first.ending.code !== 'TLS_FAILED') return sessionResult(first, address.ip);
-    return retryWithoutTls(address.ip, d, envelope, first);
+    const options = { startTls: true, retry: false, requirement, implicit: d.implicitTls === true };
+    const first = await session(socket, address.ip, d, envelope, options);
+    if (first.ending.code === 'TLS_UNVERIFIED') {
+      unsafe = sessionResult(first, address.ip);
+      continue;
+    }
+    // Only opportunistic STARTTLS earns a plaintext retry; required TLS is never given up.
+    if (first.ending.code !== 'TLS_FAILED' || options.implicit || requirement.kind === 'verified') return sessionResult(first, address.ip);
+    return retryWithoutTls(address.ip, d, envelope, first, requirement);
   }
-  return result([], failure('NO_CONNECTION'), 'connect');
+  return unsafe ?? result([], failure('NO_CONNECTION'), 'connect');
 }
 
 /**
@@ -133,14 +157,14 @@ async function attempt(d: Delivery): Promise<DeliveryResult> {
  * that may only mean "not without TLS" must not bounce the mail either: on this retry a 530
  * anywhere, and any 5xx to MAIL or RCPT, defers (see softOnly).
  */
-async function retryWithoutTls(ip: string, d: Delivery, envelope: Envelope, first: Session): Promise<DeliveryResult> {
+async function retryWithoutTls(ip: string, d: Delivery, envelope: Envelope, first: Session, requirement: TlsRequirement): Promise<DeliveryResult> {
   const socket = await connectTcp(ip, d.port, milliseconds(d.timeoutConnect));
   if (!socket) return sessionResult(first, ip);
-  return sessionResult(await session(socket, ip, d, envelope, { startTls: false, retry: true }), ip);
+  return sessionResult(await session(socket, ip, d, envelope, { startTls: false, retry: true, requirement, implicit: false }), ip);
 }
 
 function sessionResult(s: Session, ip: string): DeliveryResult {
-  return { ...result(s.recipients, s.ending, s.stage), ip };
+  return { ...result(s.recipients, s.ending, s.stage), ip, ...(s.tls ? { tls: s.tls } : {}) };
 }
 
 function result(recipients: RecipientReport[], ending: Ending, stage: Stage): DeliveryResult {
@@ -242,12 +266,16 @@ interface SessionOptions {
   startTls: boolean;
   /** The plaintext retry after a failed handshake: refusals that may mean "TLS only" defer. */
   retry: boolean;
+  requirement: TlsRequirement;
+  /** SMTPS: TLS from the first byte. */
+  implicit: boolean;
 }
 
 interface Session {
   recipients: RecipientReport[];
   ending: Ending;
   stage: Stage;
+  tls?: TlsLog;
 }
 
 /** The reply, or how the dialogue ended while waiting for it. */
@@ -258,17 +286,30 @@ const ended = <T>(step: Step<T>): step is { ended: Ending } =>
 
 async function session(socket: Socket, ip: string, d: Delivery, envelope: Envelope, options: SessionOptions): Promise<Session> {
   const recipients: RecipientReport[] = [];
-  const progress = { stage: 'greeting' as Stage };
+  const progress: Progress = { stage: 'greeting' };
   let wire: Wire;
   try {
-    wire = new Wire(socket, ip, d, options.startTls);
+    const tls = await tlsOptions(options.requirement, options.requirement.name === '' || isIP(options.requirement.name) !== 0, systemCertificates);
+    wire = new Wire(socket, ip, d, options, tls);
   } catch (error) {
     socket.destroy();
     return { recipients, ending: failure('INTERNAL', error), stage: 'greeting' };
   }
   const ending = await dialogue(wire, ip, d, envelope, options, recipients, progress);
   await wire.quit();
-  return { recipients, ending, stage: progress.stage };
+  const tls = progress.tls ?? (ending.code === 'TLS_FAILED' ? failedHandshake(options.requirement) : undefined);
+  return { recipients, ending, stage: progress.stage, ...(tls ? { tls } : {}) };
+}
+
+interface Progress {
+  stage: Stage;
+  /** The TLS side, once the session is set up. */
+  tls?: TlsLog;
+}
+
+/** A handshake that never finished: no version, nothing verified. */
+function failedHandshake(requirement: TlsRequirement): TlsLog {
+  return { version: null, verified: false, policy: requirement.policy, result: 'validation-failure' };
 }
 
 async function dialogue(
@@ -278,13 +319,20 @@ async function dialogue(
   envelope: Envelope,
   options: SessionOptions,
   recipients: RecipientReport[],
-  progress: { stage: Stage },
+  progress: Progress,
 ): Promise<Ending> {
   const opened = await wire.open();
   if (ended(opened)) return opened.ended;
+  // The session is set up (STARTTLS or SMTPS included) and nothing of the transaction is out:
+  // a session that falls short of its requirement ends here, before AUTH and MAIL.
+  const facts = wire.tls();
+  progress.tls = tlsLog(options.requirement, facts);
+  if (!satisfies(options.requirement, facts)) {
+    return smtpReport('TLS_UNVERIFIED', ip, { cause: `${options.requirement.policy}: ${resultType(facts)}${facts.error ? ` (${facts.error})` : ''}` });
+  }
   if (d.auth) {
     progress.stage = 'auth';
-    const refused = await authenticate(wire, ip, d.auth);
+    const refused = await authenticate(wire, ip, d.auth, facts);
     if (refused) return refused;
   }
   progress.stage = 'mail';
@@ -314,9 +362,13 @@ function wantsTls(reply: SmtpReply, options: SessionOptions): boolean {
   return options.retry && reply.code === TLS_WANTED;
 }
 
-/** AUTH only over TLS (qmail's auth patches: credentials never travel in clear). */
-async function authenticate(wire: Wire, ip: string, auth: { user: string; pass: string }): Promise<Ending | null> {
-  if (!wire.secure) return smtpReport('TLS_REQUIRED_FOR_AUTH', ip);
+/**
+ * AUTH only over TLS whose certificate verified (qmail's auth patches keep credentials out of
+ * the clear; a TLS session nobody checked may end at whoever intercepts it).
+ */
+async function authenticate(wire: Wire, ip: string, auth: { user: string; pass: string }, facts: TlsFacts): Promise<Ending | null> {
+  if (!wire.secure || facts.version === null) return smtpReport('TLS_REQUIRED_FOR_AUTH', ip);
+  if (!facts.authorized) return smtpReport('TLS_UNVERIFIED', ip, { cause: `credentials: ${resultType(facts)}` });
   const login = await wire.login(auth);
   if (ended(login)) return login.ended;
   if (login.accepted) return null;
@@ -425,7 +477,7 @@ class Wire {
   /** The final dot has been written out: losing the connection now may duplicate the message. */
   private flushed = false;
 
-  constructor(socket: Socket, ip: string, d: Delivery, startTls: boolean) {
+  constructor(socket: Socket, ip: string, d: Delivery, options: SessionOptions, tls: Record<string, unknown>) {
     this.ip = ip;
     const remote = milliseconds(d.timeoutRemote);
     this.conn = new SMTPConnection({
@@ -433,11 +485,14 @@ class Wire {
       host: ip,
       port: d.port,
       name: d.helohost,
-      secure: false,
-      ignoreTLS: !startTls,
+      // SMTPS: nodemailer starts TLS on the connected socket before reading the greeting.
+      secure: options.implicit,
+      ignoreTLS: !options.startTls,
       opportunisticTLS: true,
-      // Opportunistic: an unverified certificate is still better than plaintext.
-      tls: { rejectUnauthorized: false },
+      // SNI and, when the certificate must verify, the CAs (tls/requirement.ts). The handshake
+      // never fails on an unverified certificate: whether it may carry the mail is decided
+      // after it, before AUTH and MAIL; opportunistic TLS unverified is still better than none.
+      tls,
       // The greeting and the STARTTLS handshake share one deadline of timeoutremote.
       connectionTimeout: remote,
       greetingTimeout: remote,
@@ -457,6 +512,11 @@ class Wire {
 
   get secure(): boolean {
     return this.conn.secure;
+  }
+
+  /** The TLS session the dialogue runs over now (none when plaintext). */
+  tls(): TlsFacts {
+    return tlsFacts(this.internals._socket);
   }
 
   /** Greeting, EHLO or HELO, and STARTTLS when offered. */

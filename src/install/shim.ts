@@ -9,7 +9,7 @@
 // bin/qmail-remote: the original is kept under its second name by a hard link, and the shim,
 // written whole under a temporary name, is renamed over it. A step that fails undoes the ones
 // before it: the files are as they were.
-import { chmodSync, linkSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, linkSync, mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
@@ -122,6 +122,24 @@ export function uninstall(target: string): string[] {
   if (readOrNull(orig) === null) throw new InstallError(`${orig} is missing; nothing to restore (remove the shim by hand if qmail-remote is elsewhere)`);
   attempt(target, () => renameSync(orig, target));
   return [`restored ${target} from ${orig}`];
+}
+
+/**
+ * $QMAILHOME/mta-sts, the MTA-STS policy cache every delivery shares (src/delivery/tls/mta-sts.ts):
+ * mode 0700, owned by the user deliveries run as (qmailr), so no other user can plant a
+ * policy. An existing directory is given the same owner and mode. `owner` null: left as is, and
+ * said so (without the directory each delivery fetches policies for itself).
+ */
+export function makeStsCache(qmailHome: string, owner: { uid: number; gid: number; name: string } | null): string[] {
+  const dir = join(qmailHome, 'mta-sts');
+  attempt(dir, () => {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (!statSync(dir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+    chmodSync(dir, 0o700);
+    if (owner !== null) chownSync(dir, owner.uid, owner.gid);
+  });
+  if (owner === null) return [`made ${dir} (mode 0700); no user qmailr: chown it to the user qmail-remote runs as`];
+  return [`made ${dir} (mode 0700, owner ${owner.name}) for MTA-STS policies`];
 }
 
 export const defaultTarget = (qmailHome: string): string => join(qmailHome, 'bin', 'qmail-remote');

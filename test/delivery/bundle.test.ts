@@ -23,6 +23,15 @@ test('no admin or verify package is bundled, nor the logger a delivery loads onl
   }
 });
 
+test('mailauth stays out of the bundle: only its MTA-STS code is loaded, lazily, from node_modules', async () => {
+  const bundle = readFileSync(new URL('../../dist/qmail-remote.cjs', import.meta.url), 'utf8');
+  const loads = [...bundle.matchAll(/(require|import)\("(mailauth[^"]*)"\)/g)].map((m) => `${m[1]} ${m[2]}`);
+  assert.deepEqual(loads, ['import mailauth/lib/mta-sts.js'], 'one dynamic import, nothing required at start-up');
+  assert.ok(inputs.includes('src/delivery/tls/mta-sts.ts'));
+  const { createRequire } = await import('node:module');
+  assert.ok(createRequire(new URL('../../dist/qmail-remote.cjs', import.meta.url)).resolve('mailauth/lib/mta-sts.js'));
+});
+
 test('the byte loops go in as their module bytes, not with their encoder', () => {
   assert.ok(inputs.includes('src/canon/kernels.ts'));
   for (const path of ['tools/kernels/wasm.ts', 'tools/kernels/kernels-source.ts']) assert.ok(!inputs.includes(path), path);

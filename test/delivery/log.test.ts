@@ -40,6 +40,14 @@ test('one line with host, ip, envelope, signatures, result and time; strangers c
   assert.match(formatDelivery({ ...ENTRY, signatures: [], notes: ['no key for example.com'] }), /unsigned note=\[no key for example\.com\]/);
 });
 
+test('the TLS side in RFC 8460 terms: version, whether the certificate verified, the policy, the result', () => {
+  const tls = { version: 'TLSv1.3', verified: false, policy: 'sts-enforce', result: 'certificate-expired' } as const;
+  assert.match(formatDelivery({ ...ENTRY, notes: ['x'], tls }), / note=\[x\] tls=TLSv1\.3 cert=unverified policy=sts-enforce tls-result=certificate-expired result=K /);
+  const plain = { version: null, verified: false, policy: 'none', result: 'starttls-not-supported' } as const;
+  assert.match(formatDelivery({ ...ENTRY, tls: plain }), / tls=none cert=- policy=none tls-result=starttls-not-supported /);
+  assert.doesNotMatch(formatDelivery(ENTRY), /tls=/, 'no session, no TLS fields');
+});
+
 test('to a file, through winston', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'qrd-log-'));
   mkdirSync(join(dir, 'sub'));

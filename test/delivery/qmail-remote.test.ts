@@ -14,7 +14,7 @@ import { startScriptServer, type Script } from '../helpers/script-server.ts';
 import { startDns, type DnsServer } from '../helpers/dnsmasq.ts';
 import { verifyWithDkimpy, verifyWithMailDkim } from '../helpers/verifiers.ts';
 import { writeBigMessage } from '../helpers/big-message.ts';
-import { selfSignedCert } from '../helpers/tls.ts';
+import { makeTestCa } from '../helpers/ca.ts';
 import { SMTPServer } from 'smtp-server';
 
 const QMAIL_REMOTE = fileURLToPath(new URL('../../bin/qmail-remote', import.meta.url));
@@ -175,10 +175,14 @@ test('STARTTLS offered but the handshake fails: delivered by one plaintext retry
   assert.ok(!server.sessions[1]?.commands.includes('STARTTLS'));
 });
 
-test('SMTP AUTH to a smarthost named in smtproutes, after STARTTLS', async (t) => {
+test('SMTP AUTH to a smarthost named in smtproutes, after STARTTLS whose certificate verifies', async (t) => {
   const auths: string[] = [];
+  // The relay is written as an address: its certificate must name that address, from a CA
+  // the system store (here SSL_CERT_FILE) trusts. test/delivery/transport-security.test.ts has the rest.
+  const ca = makeTestCa();
+  t.after(() => ca.cleanup());
   const smarthost = new SMTPServer({
-    ...selfSignedCert(), logger: false, authMethods: ['PLAIN', 'LOGIN'],
+    ...ca.issue({ ip: ['127.0.0.1'] }), logger: false, authMethods: ['PLAIN', 'LOGIN'],
     onAuth(auth, _session, callback) {
       auths.push(`${auth.method} ${auth.username ?? ''} ${auth.password ?? ''}`);
       callback(null, { user: auth.username });
@@ -192,7 +196,7 @@ test('SMTP AUTH to a smarthost named in smtproutes, after STARTTLS', async (t) =
   t.after(() => new Promise<void>((resolve) => smarthost.close(() => resolve())));
   const { port } = smarthost.server.address() as { port: number };
   const run = await qmailRemote(['example.net', 'a@example.com', 'b@example.net'],
-    control({ smtproutes: `:127.0.0.1:${port} relayuser pass word\n` }));
+    control({ smtproutes: `:127.0.0.1:${port} relayuser pass word\n` }), SIMPLE, { SSL_CERT_FILE: ca.certFile, SSL_CERT_DIR: '/nonexistent' });
   expectReport(run, `r\0K${IP} accepted message.\nRemote host said: 250 OK: message queued\n\0`);
   assert.deepEqual(auths, ['PLAIN relayuser pass word']);
 });

@@ -8,6 +8,7 @@ import { addrmangle, deliver, type Delivery, type DeliveryAddress, type Delivery
 import { encodeReports } from '../../src/delivery/report.ts';
 import { startScriptServer, type Script, type ScriptServer } from '../helpers/script-server.ts';
 import { selfSignedCert } from '../helpers/tls.ts';
+import { makeTestCa } from '../helpers/ca.ts';
 
 // CRLF lines as the signer hands them over: leading dots, a lone dot, 8-bit and NUL bytes.
 const MESSAGE = Buffer.from(
@@ -599,10 +600,20 @@ async function smtpServer(
 }
 
 const AUTH = { user: 'relay', pass: 's3cret' };
+// Credentials go only over TLS whose certificate verifies: a test CA, the relay as an IP
+// address (its certificate names 127.0.0.1), and the CA given as a tlshosts/ file would give it.
+const testCa = makeTestCa();
+process.on('exit', () => testCa.cleanup());
+const relayCert = (): { key: Buffer; cert: Buffer } => testCa.issue({ ip: ['127.0.0.1'] });
+const verifiedRelay = (server: { host: string; port: number }, overrides: Partial<Delivery> = {}): Delivery =>
+  delivery(server, {
+    addresses: [{ ip: server.host, family: 4, tls: { kind: 'verified', policy: 'tlshosts', name: server.host, ca: testCa.cert.toString() } }],
+    ...overrides,
+  });
 
-test('STARTTLS with an unverifiable certificate, then AUTH PLAIN, then the message', async (t) => {
-  const server = await smtpServer(t, { ...selfSignedCert(), authMethods: ['PLAIN', 'LOGIN'] });
-  const result = await deliver(delivery(server, { auth: AUTH }));
+test('STARTTLS with a certificate that verifies, then AUTH PLAIN, then the message', async (t) => {
+  const server = await smtpServer(t, { ...relayCert(), authMethods: ['PLAIN', 'LOGIN'] });
+  const result = await deliver(verifiedRelay(server, { auth: AUTH }));
   assert.equal(result.reports.message.letter, 'K', wire(result));
   assert.match(wire(result), /^r\0K127\.0\.0\.1 accepted message\.\nRemote host said: 250 OK: message queued\n\0$/);
   assert.deepEqual(server.auths, ['PLAIN relay']);
@@ -610,18 +621,27 @@ test('STARTTLS with an unverifiable certificate, then AUTH PLAIN, then the messa
   assert.equal(server.received[0]?.secure, true);
   assert.equal(server.received[0]?.user, 'relay');
   assert.ok(server.received[0]?.message.equals(MESSAGE));
+  assert.deepEqual({ ...result.tls, version: undefined }, { version: undefined, verified: true, policy: 'tlshosts', result: 'success' });
+});
+
+test('AUTH over STARTTLS whose certificate nobody verified: Z, no AUTH, nothing sent', async (t) => {
+  const server = await smtpServer(t, { ...selfSignedCert(), authMethods: ['PLAIN', 'LOGIN'] });
+  const result = await deliver(delivery(server, { auth: AUTH }));
+  assert.equal(wire(result), 'ZConnected to 127.0.0.1 but TLS is required and could not be verified. (#4.7.5)\n\0');
+  assert.deepEqual(server.auths, []);
+  assert.equal(server.received.length, 0);
 });
 
 test('AUTH LOGIN when it is the only mechanism offered', async (t) => {
-  const server = await smtpServer(t, { ...selfSignedCert(), authMethods: ['LOGIN'] });
-  const result = await deliver(delivery(server, { auth: AUTH }));
+  const server = await smtpServer(t, { ...relayCert(), authMethods: ['LOGIN'] });
+  const result = await deliver(verifiedRelay(server, { auth: AUTH }));
   assert.equal(result.reports.message.letter, 'K', wire(result));
   assert.deepEqual(server.auths, ['LOGIN relay']);
 });
 
 test('AUTH rejected: Z with the reply, nothing sent', async (t) => {
-  const server = await smtpServer(t, { ...selfSignedCert(), authMethods: ['PLAIN'] });
-  const result = await deliver(delivery(server, { auth: { user: 'relay', pass: 'wrong' } }));
+  const server = await smtpServer(t, { ...relayCert(), authMethods: ['PLAIN'] });
+  const result = await deliver(verifiedRelay(server, { auth: { user: 'relay', pass: 'wrong' } }));
   assert.equal(
     wire(result),
     'ZConnected to 127.0.0.1 but authentication was rejected.\n' +

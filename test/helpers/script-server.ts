@@ -3,6 +3,7 @@
 // (multi-line replies, NUL, 8-bit) and records everything it received, so tests can assert
 // both the client's commands and the exact message bytes.
 import { createServer, type Server, type Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 
 /**
  * What the server does for one command: a string is sent with CRLF appended (separate the
@@ -25,6 +26,16 @@ export interface Action {
    * completes, a server that hangs mid-dialogue), until the client gives up.
    */
   ignoreRest?: boolean;
+  /**
+   * Then start TLS with this key and certificate (the reply to STARTTLS): what follows is read
+   * and recorded decrypted, so a test sees every byte the client sent inside TLS too.
+   */
+  startTls?: TlsIdentity;
+}
+
+export interface TlsIdentity {
+  key: Buffer;
+  cert: Buffer;
 }
 
 export interface Script {
@@ -47,6 +58,8 @@ export interface Script {
    * then stops reading, so a large message is still being sent when the reply arrives.
    */
   replyInBody?: string | Buffer;
+  /** Implicit TLS (SMTPS): the handshake comes first, then the greeting inside it. */
+  implicitTls?: TlsIdentity;
 }
 
 export interface ScriptSession {
@@ -60,6 +73,8 @@ export interface ScriptSession {
   messages: Buffer[];
   /** Resolves when the connection is closed. */
   closed: Promise<void>;
+  /** The SNI name the client sent in a TLS handshake, if any ('' for a handshake without one). */
+  servername?: string;
 }
 
 export interface ScriptServer {
@@ -85,7 +100,7 @@ const DEFAULTS: Record<string, Step> = {
 
 const END_OF_DATA = Buffer.from('\r\n.\r\n');
 
-export async function startScriptServer(script: Script = {}, host = '127.0.0.1'): Promise<ScriptServer> {
+export async function startScriptServer(script: Script = {}, host = '127.0.0.1', port = 0): Promise<ScriptServer> {
   const sessions: ScriptSession[] = [];
   const sockets = new Set<Socket>();
   const server = createServer((socket) => {
@@ -95,7 +110,7 @@ export async function startScriptServer(script: Script = {}, host = '127.0.0.1')
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, host, () => resolve());
+    server.listen(port, host, () => resolve());
   });
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('no port');
@@ -115,7 +130,8 @@ function closeServer(server: Server, sockets: Set<Socket>): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-function serve(socket: Socket, script: Script, index: number): ScriptSession {
+function serve(raw: Socket, script: Script, index: number): ScriptSession {
+  let socket: Socket = raw;
   let markClosed: () => void = () => undefined;
   const chunks: Buffer[] = [];
   const session: ScriptSession = {
@@ -127,8 +143,8 @@ function serve(socket: Socket, script: Script, index: number): ScriptSession {
     messages: [],
     closed: new Promise<void>((resolve) => (markClosed = resolve)),
   };
-  socket.on('close', () => markClosed());
-  socket.on('error', () => undefined);
+  raw.on('close', () => markClosed());
+  raw.on('error', () => undefined);
   const uses = new Map<string, number>();
   let pending: Buffer = Buffer.alloc(0);
   let inData = false;
@@ -149,6 +165,21 @@ function serve(socket: Socket, script: Script, index: number): ScriptSession {
     if (step.answerNextWith !== undefined) hijacked = asBytes(step.answerNextWith, false);
     if (step.ignoreRest) ignoring = true;
     if (step.close) socket.destroy();
+    if (step.startTls) startTls(step.startTls);
+  };
+  /** Input from now on comes through TLS; the handshake's failure just ends the connection. */
+  const startTls = (identity: TlsIdentity, then?: () => void): void => {
+    socket.removeListener('data', onInput);
+    const secure = new TLSSocket(socket, { isServer: true, key: identity.key, cert: identity.cert, SNICallback: (name, done) => {
+      session.servername = name;
+      done(null);
+    } });
+    session.servername ??= '';
+    secure.on('error', () => raw.destroy());
+    secure.on('data', onInput);
+    if (then) secure.once('secure', then);
+    socket = secure;
+    pending = Buffer.alloc(0);
   };
   const stepFor = (verb: string): Step => {
     const count = uses.get(verb) ?? 0;
@@ -197,7 +228,7 @@ function serve(socket: Socket, script: Script, index: number): ScriptSession {
     return true;
   };
 
-  socket.on('data', (chunk: Buffer) => {
+  function onInput(chunk: Buffer): void {
     chunks.push(chunk);
     if (ignoring) return;
     if (hijacked !== null) {
@@ -217,10 +248,13 @@ function serve(socket: Socket, script: Script, index: number): ScriptSession {
       onCommand(line);
       if (socket.destroyed) return;
     }
-  });
+  }
+  socket.on('data', onInput);
   const greetings = script.greeting;
   const greeting = Array.isArray(greetings) ? greetings[Math.min(index, greetings.length - 1)] : greetings;
-  act(greeting ?? '220 script.test ESMTP');
+  const greet = (): void => act(greeting ?? '220 script.test ESMTP');
+  if (script.implicitTls) startTls(script.implicitTls, greet);
+  else greet();
   return session;
 }
 

@@ -67,6 +67,27 @@ test('install keeps the original, writes a shim that runs qmail-remote, uninstal
   assert.notEqual(cli(['uninstall'], home).status, 0, 'uninstall leaves a qmail-remote that is not ours alone');
 });
 
+test('install makes the MTA-STS cache $QMAILHOME/mta-sts, mode 0700, owned by qmailr from the passwd file', () => {
+  const { home } = scratchHome();
+  const passwd = join(home, 'passwd');
+  writeFileSync(passwd, 'root:x:0:0::/root:/bin/sh\nqmailr:x:4242:4343::/var/qmail:/bin/false\n');
+  const installed = cli(['install', '--passwd', passwd], home);
+  assert.equal(installed.status, 0, installed.stderr);
+  const dir = statSync(join(home, 'mta-sts'));
+  assert.ok(dir.isDirectory());
+  assert.equal(dir.mode & 0o777, 0o700);
+  if (process.getuid?.() === 0) assert.deepEqual([dir.uid, dir.gid], [4242, 4343]);
+  assert.match(installed.stderr, /mta-sts \(mode 0700, owner qmailr\)/);
+
+  const { home: other } = scratchHome();
+  mkdirSync(join(other, 'mta-sts'), { mode: 0o777 });
+  chmodSync(join(other, 'mta-sts'), 0o777);
+  const noUser = cli(['install', '--passwd', join(other, 'no-such-passwd')], other);
+  assert.equal(noUser.status, 0, noUser.stderr);
+  assert.equal(statSync(join(other, 'mta-sts')).mode & 0o777, 0o700, 'an existing directory is closed up');
+  assert.match(noUser.stderr, /no user qmailr: chown it/);
+});
+
 test('a shim whose Node has gone reports Z and exits 0', () => {
   const { home, target } = scratchHome();
   const fakeNode = join(home, 'node');
