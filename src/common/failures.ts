@@ -92,7 +92,7 @@ export const SMTP_REPORTS = {
     letter: 'Z',
     sentence: (ip) => `Connected to ${ip} but connection died. Possible duplicate! (#4.4.2)`,
   },
-  // The STARTTLS handshake failed: smtp.ts retries in plaintext, and reports this only when
+  // The STARTTLS handshake failed: smtp/index.ts retries in plaintext, and reports this only when
   // the retry cannot connect. Worded as qmail words a connection that ends early.
   TLS_FAILED: { letter: 'Z', sentence: (ip) => `Connected to ${ip} but connection died. (#4.4.2)` },
   // Not in qmail (which takes such input for the next reply): the server sent something when no
@@ -134,7 +134,7 @@ export interface SmtpOutcome {
   readonly cause?: string;
 }
 
-/** Options of smtpReport(): the reply to quote, and whether a 5xx may bounce (see smtp.ts). */
+/** Options of smtpReport(): the reply to quote, and whether a 5xx may bounce (see smtp/dialogue.ts). */
 export interface SmtpReportOptions {
   readonly reply?: SmtpReply;
   /** A 5xx reply defers instead of bouncing (the plaintext retry after a failed handshake). */

@@ -15,7 +15,7 @@ import { writeReports, type Reports } from './report.ts';
 import { signMessage, type Signed } from '../signing/sign.ts';
 import { logCrashSync, logDelivery, logTarget, type DeliveryLog } from './log.ts';
 import { dnsName, findRoute, parseIpLiteral, routingResolver, parseSmtproutes, resolveDestination, type Destination } from './route.ts';
-import { deliver, type DeliveryAddress } from './smtp.ts';
+import { deliver, type DeliveryAddress } from './smtp/index.ts';
 import { makeResolver, serverList } from '../common/dns.ts';
 import { lookupPolicy, type StsLookup } from './tls/mta-sts.ts';
 import { excluded, requirementFor, SMTPS_PORT } from './tls/policy.ts';
@@ -194,7 +194,7 @@ async function route(host: string, control: Control, env: NodeJS.ProcessEnv): Pr
 }
 
 /**
- * What goes after DATA: the signature fields, then the message as read. smtp.ts's dot-stuffer
+ * What goes after DATA: the signature fields, then the message as read. smtp/wire.ts's dot-stuffer
  * normalises line ends as it doubles dots (src/delivery/transparency.ts), in the same pass, so
  * the bytes sent are the normalised text that was signed.
  */

@@ -28,7 +28,7 @@ export class DotStuffer {
   /**
    * The chunk with its line-starting dots doubled, as a view into a buffer reused by the next
    * call (or the chunk itself), so the caller writes it and waits before asking again (as
-   * smtp.ts does), and memory does not grow with the message.
+   * smtp/wire.ts does), and memory does not grow with the message.
    */
   stuff(chunk: Buffer): Buffer {
     if (chunk.length === 0) return chunk;

@@ -1,4 +1,4 @@
-// The contract with nodemailer's SMTPConnection that src/delivery/smtp.ts relies on beyond its
+// The contract with nodemailer's SMTPConnection that src/delivery/smtp/wire.ts relies on beyond its
 // public API: each private member is present and behaves as relied on. package.json pins the
 // exact version these tests were written against; a new release must pass them before the pin
 // moves.
@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import { connect, type Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
-import { internalsOf, type Internals } from '../../src/delivery/smtp.ts';
+import { internalsOf, type Internals } from '../../src/delivery/smtp/index.ts';
 import { startScriptServer, type Script } from '../helpers/script-server.ts';
 
 const require = createRequire(import.meta.url);
@@ -22,7 +22,7 @@ interface ErrorLike {
   response?: string;
 }
 
-/** An SMTPConnection over a socket of our own, as smtp.ts makes it, greeted and EHLO'd. */
+/** An SMTPConnection over a socket of our own, as smtp/wire.ts makes it, greeted and EHLO'd. */
 async function opened(t: TestContext, script: Script, startTls = false) {
   const server = await startScriptServer(script);
   t.after(() => server.close());
@@ -69,7 +69,7 @@ test('the nodemailer in use is the exact version pinned in package.json', () => 
   assert.equal(installed, pkg.dependencies.nodemailer);
 });
 
-test('internalsOf finds every private member smtp.ts uses on a fresh SMTPConnection', () => {
+test('internalsOf finds every private member smtp/wire.ts uses on a fresh SMTPConnection', () => {
   const internals = internalsOf(new SMTPConnection({ logger: false }));
   assert.ok('_socket' in internals);
   assert.ok(Array.isArray(internals._responseQueue));

@@ -4,7 +4,7 @@ import { run } from '../helpers/run.ts';
 import { freePort } from '../helpers/ports.ts';
 import { Readable } from 'node:stream';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
-import { addrmangle, deliver, type Delivery, type DeliveryAddress, type DeliveryResult } from '../../src/delivery/smtp.ts';
+import { addrmangle, deliver, type Delivery, type DeliveryAddress, type DeliveryResult } from '../../src/delivery/smtp/index.ts';
 import { encodeReports } from '../../src/delivery/report.ts';
 import { startScriptServer, type Script, type ScriptServer } from '../helpers/script-server.ts';
 import { selfSignedCert } from '../helpers/tls.ts';
@@ -542,7 +542,7 @@ test('a delivery writes nothing to stdout or stderr (they are the report pipe)',
   const server = await scripted(t, { replies: { RCPT: '550 no' } });
   // In a child process of its own, since the test runner itself talks over stdout.
   const script = `
-    import { deliver } from ${JSON.stringify(new URL('../../src/delivery/smtp.ts', import.meta.url).href)};
+    import { deliver } from ${JSON.stringify(new URL('../../src/delivery/smtp/index.ts', import.meta.url).href)};
     const base = { helohost: 'h.test', sender: 'a@x.test', recips: ['b@x.test'], message: () => [Buffer.from('x\\r\\n')],
       timeoutConnect: 5, timeoutRemote: 5, addresses: [{ ip: '127.0.0.1', family: 4 }] };
     const rejected = await deliver({ ...base, port: Number(process.env.PORT) });

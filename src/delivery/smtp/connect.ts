@@ -1,0 +1,40 @@
+// Connecting to one address. The place where what happens around connect() belongs: the
+// source address to bind, the address family, qmail's tcpto table of hosts that timed out.
+import { connect, type Socket } from 'node:net';
+
+// setTimeout turns anything longer into 1 ms, with a warning on stderr (the report pipe).
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** qmail's timeoutconn(): the connected socket, or null when it fails or takes too long. */
+export function connectTcp(ip: string, port: number, timeoutMs: number): Promise<Socket | null> {
+  return new Promise((resolve) => {
+    let socket: Socket;
+    try {
+      socket = connect({ host: ip, port, noDelay: true });
+    } catch {
+      resolve(null); // a bad port or address: as unreachable as a refused one
+      return;
+    }
+    const settle = (connected: boolean): void => {
+      clearTimeout(timer);
+      socket.removeListener('error', onError);
+      if (!connected) socket.destroy();
+      resolve(connected ? socket : null);
+    };
+    const onError = (): void => settle(false);
+    const timer = setTimeout(() => settle(false), timeoutMs);
+    socket.once('error', onError);
+    socket.once('connect', () => {
+      // Commands are small writes answered one at a time; Nagle would hold each back until
+      // the previous one is acknowledged, about 40 ms per delivery against delayed ACKs.
+      socket.setNoDelay(true);
+      settle(true);
+    });
+  });
+}
+
+/** Seconds from a control file to a timer value Node accepts; "0" is kept as short as can be. */
+export function milliseconds(seconds: number): number {
+  if (!Number.isFinite(seconds)) return MAX_TIMER_MS;
+  return Math.min(Math.max(Math.round(seconds * 1000), 1), MAX_TIMER_MS);
+}
