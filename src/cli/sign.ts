@@ -31,7 +31,7 @@ export async function signCommand(args: SignArgs): Promise<number> {
       ...(args.canonicalization ? { dkCanonicalization: args.canonicalization } : {}),
     });
     if (!signed.ok) {
-      say(`qmail-remote-dkim sign: ${signed.keyFailure?.path ?? 'key'}: ${signed.keyFailure?.reason ?? 'unusable'}`);
+      say(`qmail-remote-dkim sign: ${signed.error.cause ?? 'key unusable'}`);
       return EXIT_TEMPORARY;
     }
     if (args.explain) {

@@ -43,11 +43,6 @@ export interface Signed {
   readonly domain?: string;
 }
 
-export interface KeyFailure {
-  readonly path: string;
-  readonly reason: string;
-}
-
 const unsigned = (note: string, domain?: string): Signed => ({
   prefix: Buffer.alloc(0),
   signatures: [],
@@ -57,8 +52,8 @@ const unsigned = (note: string, domain?: string): Signed => ({
 
 export const STRAY_LINE_NOTE = 'a header line is neither a field nor a continuation: verifiers disagree where the header ends, not signed';
 
-/** The signatures for the message, or READ_KEY with what went wrong in `keyFailure`. */
-export function signMessage(source: MessageSource, config: SignConfig): Result<Signed> & { keyFailure?: KeyFailure } {
+/** The signatures for the message, or READ_KEY whose cause says which key file and what is wrong with it. */
+export function signMessage(source: MessageSource, config: SignConfig): Result<Signed> {
   if (config.templates.length === 0) return ok(unsigned('no control/dksign: signing is off'));
   const { head, firstBody, rest, normalizer } = readHead(source);
   if (head.oversize) return ok(unsigned('header section too large to sign'));
@@ -72,7 +67,7 @@ export function signMessage(source: MessageSource, config: SignConfig): Result<S
   for (const template of config.templates) {
     const lookup = lookupKey(template, domainSource.domain, config.qmailHome, config.readFile);
     if (lookup.kind === 'error') {
-      return { ...fail(failure('READ_KEY')), keyFailure: { path: lookup.path, reason: lookup.reason } };
+      return fail(failure('READ_KEY', `${lookup.path}: ${lookup.reason}`));
     }
     if (lookup.kind === 'none') notes.push(lookup.reason);
     else if (!keys.some((key) => key.path === lookup.key.path)) keys.push(lookup.key);
