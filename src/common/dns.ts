@@ -36,3 +36,19 @@ export function serverList(text: string | undefined): string[] {
     .map((server) => server.trim())
     .filter((server) => server !== '');
 }
+
+/**
+ * What a failed query says, the one triage for routing, MTA-STS, the key audit and verification:
+ * `none`, DNS answered that the name has no such data (NXDOMAIN, no records of that type),
+ * which is final; `unaskable`, c-ares would not even send the query (EBADNAME); `failed`,
+ * anything else (SERVFAIL, REFUSED, a timeout, a bad reply, no server, an error without a
+ * code), which may pass.
+ */
+export type DnsFailure = 'none' | 'unaskable' | 'failed';
+
+export function dnsFailure(error: unknown): DnsFailure {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOTFOUND' || code === 'ENODATA') return 'none';
+  if (code === 'EBADNAME') return 'unaskable';
+  return 'failed';
+}

@@ -2,6 +2,7 @@
 // order, then exactly one message report K/Z/D, each ending in one NUL byte. Under
 // qmail-rspawn fd 2 is the same pipe, so this module is the only code that writes to either.
 import { writeSync } from 'node:fs';
+import { sleepSync } from '../common/sync-io.ts';
 
 export type RecipientLetter = 'r' | 'h' | 's';
 export type MessageLetter = 'K' | 'Z' | 'D';
@@ -38,11 +39,6 @@ export function encodeReports(reports: Reports): Buffer {
 // How long to wait, at most, before trying a full pipe again; the wait starts at 1 ms and
 // doubles, so a reader that is only slow costs little and one that has paused costs no CPU.
 const MAX_WAIT_MS = 20;
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
-
-function sleep(ms: number): void {
-  Atomics.wait(sleeper, 0, 0, ms);
-}
 
 /**
  * Writes every byte of `data` to `fd`, however the pipe behaves: Node makes fd 2 non-blocking
@@ -67,7 +63,7 @@ export function writeFully(fd: number, data: Buffer): boolean {
       pending = pending.subarray(written);
       wait = 1;
     } else {
-      sleep(wait);
+      sleepSync(wait);
       wait = Math.min(wait * 2, MAX_WAIT_MS);
     }
   }

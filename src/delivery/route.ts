@@ -34,6 +34,7 @@ import { makeResolver, serverList, type ResolverOptions } from '../common/dns.ts
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { describeCause, fail, failure, noSuchHost, ok, type Result } from '../common/failures.ts';
+import { dnsFailure } from '../common/dns.ts';
 
 /** The SMTP port when smtproutes names none. */
 export const SMTP_PORT = 25;
@@ -315,16 +316,13 @@ type Attempt<T> = { kind: 'ok'; value: T } | { kind: 'hard'; badName: boolean } 
 // type (docs/qmail-remote.md §5.2). EBADNAME is no answer at all (c-ares would not send the query) and
 // is told apart: see unaskable(). Everything else (SERVFAIL, REFUSED, timeout, bad reply, no
 // server, an error without a code) may pass: soft.
-const HARD_DNS_ERRORS = new Set(['ENOTFOUND', 'ENODATA']);
-
 async function attempt<T>(query: () => Promise<T>): Promise<Attempt<T>> {
   try {
     return { kind: 'ok', value: await query() };
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException | undefined)?.code;
-    if (code === 'EBADNAME') return { kind: 'hard', badName: true };
-    if (code !== undefined && HARD_DNS_ERRORS.has(code)) return { kind: 'hard', badName: false };
-    return { kind: 'soft', cause: describeCause(error) };
+    const failure = dnsFailure(error);
+    if (failure === 'failed') return { kind: 'soft', cause: describeCause(error) };
+    return { kind: 'hard', badName: failure === 'unaskable' };
   }
 }
 

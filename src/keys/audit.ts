@@ -17,6 +17,7 @@ import { canonicalDomain } from '../mail/domain.ts';
 import { isSelector, parseKey, type KeyType } from '../signing/keys.ts';
 import { parseKeyRecord, publicKeyData, recordMismatch } from './key-record.ts';
 import { WEAK_RSA_BITS, QMAIL_GROUP, QMAIL_REMOTE_USER } from './policy.ts';
+import { dnsFailure } from '../common/dns.ts';
 import {
   findGroup, findUser, groupIds, groupName, readAccounts, userName, GROUP_FILE, PASSWD_FILE, type Accounts,
 } from './accounts.ts';
@@ -283,7 +284,7 @@ async function checkDns(resolver: Resolver, entry: KeyEntry, key: KeyObject | un
     records = (await resolver.resolveTxt(name)).map((strings) => strings.join(''));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? 'error';
-    if (code === 'ENOTFOUND' || code === 'ENODATA') add(problem('dns-missing', `no TXT record at ${name}: publish it, or verifiers fail every signature`));
+    if (dnsFailure(error) === 'none') add(problem('dns-missing', `no TXT record at ${name}: publish it, or verifiers fail every signature`));
     else add(problem('dns-error', `lookup of ${name} failed (${code})`));
     return;
   }

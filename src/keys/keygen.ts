@@ -3,11 +3,12 @@
 // 0640, and group qmail when root writes it, so qmailr reads it through its group (as the
 // bltweb patch's instructions have it: `chown root:qmail; chmod 640`). An existing file is never overwritten: it may be the key a
 // published record belongs to.
-import { closeSync, fchmodSync, fchownSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fchownSync, openSync, unlinkSync } from 'node:fs';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import type { KeyType } from '../signing/keys.ts';
 import { findGroup, GROUP_FILE, readAccounts } from './accounts.ts';
 import { DEFAULT_RSA_BITS, KEY_MODE, MAX_RSA_BITS, MIN_RSA_BITS, QMAIL_GROUP, WEAK_RSA_BITS } from './policy.ts';
+import { writeAll } from '../common/sync-io.ts';
 
 
 export interface KeySpec {
@@ -87,7 +88,3 @@ function giveToQmailGroup(fd: number, options: WriteOptions): string | undefined
   return group.name;
 }
 
-function writeAll(fd: number, data: Buffer): void {
-  let offset = 0;
-  while (offset < data.length) offset += writeSync(fd, data, offset);
-}

@@ -5,11 +5,12 @@
 // The message is read in passes: one to sign, one to send. A seekable fd 0 (the queue file)
 // is read again from offset 0; anything else (a pipe, when run by hand) is first spooled to an
 // unlinked temporary file, so memory never grows with the size of the message.
-import { fstatSync, openSync, readSync, unlinkSync, writeSync, closeSync, createReadStream } from 'node:fs';
+import { fstatSync, openSync, readSync, unlinkSync, closeSync, createReadStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { AFTER_CR, Kernel, PIECE } from '../canon/kernels.ts';
+import { writeAll } from '../common/sync-io.ts';
 
 // Small enough that each chunk's buffers come from malloc's heap and are reused at once, so
 // memory stays flat however large the message; large enough that a chunk costs little.
@@ -83,10 +84,6 @@ async function spool(fd: number): Promise<number> {
   return spoolFd;
 }
 
-function writeAll(fd: number, data: Buffer): void {
-  let offset = 0;
-  while (offset < data.length) offset += writeSync(fd, data, offset);
-}
 
 /**
  * LF, CRLF and bare CR all become CRLF, so a message typed by hand signs the same as a

@@ -12,6 +12,7 @@ import { headerBeyondBounds, limitLookups } from './bounds.ts';
 import { mailboxAddresses } from '../mail/sender-domain.ts';
 import type { Results } from './auth-results.ts';
 import type { DkimLetter } from './letters.ts';
+import { dnsFailure } from '../common/dns.ts';
 
 export interface CheckSettings {
   readonly authservId: string;
@@ -154,8 +155,7 @@ async function lookupKey(resolve: ResolveFunction, name: string): Promise<KeyAns
   try {
     return { records: (await resolve(name, 'TXT')) as string[][] };
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    return { error: code === 'ENOTFOUND' || code === 'ENODATA' ? 'nokey' : 'temporary' };
+    return { error: dnsFailure(error) === 'none' ? 'nokey' : 'temporary' };
   }
 }
 

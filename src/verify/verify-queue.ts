@@ -13,6 +13,7 @@ import { messageDkimLetter } from './dkim-results.ts';
 import { checkWithin, type WorkerInput } from './check-bounded.ts';
 import { rewritten } from './rewrite.ts';
 import { handOver } from './next-queue.ts';
+import { sleepSync } from '../common/sync-io.ts';
 
 /** The whole verification's deadline, seconds, unless DKVERIFY_TIMEOUT says otherwise. */
 export const DEFAULT_DEADLINE_SECONDS = 20;
@@ -82,7 +83,7 @@ function readEnvelope(): Buffer {
       n = readSync(1, buffer, 0, buffer.length, null);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'EAGAIN') {
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+        sleepSync(10);
         continue;
       }
       throw new VerifyFailure('READ_ERROR', 'cannot read the envelope', { cause: error });

@@ -28,6 +28,7 @@ import { join } from 'node:path';
 import { describeCause } from '../../common/failures.ts';
 import { readBounded } from '../../common/read-bounded.ts';
 import { systemCertificates } from './trust.ts';
+import { dnsFailure } from '../../common/dns.ts';
 
 /** A policy file is at most 64 KB (RFC 8461 §3.3); its cached form a little more. */
 const MAX_CACHE_BYTES = 96 * 1024;
@@ -131,8 +132,7 @@ async function publishedId(domain: string, resolver: StsResolver): Promise<Publi
   try {
     records = await resolver.resolveTxt(`_mta-sts.${domain}`);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOTFOUND' || code === 'ENODATA') return { kind: 'absent' };
+    if (dnsFailure(error) === 'none') return { kind: 'absent' };
     return { kind: 'error', error: describeCause(error) };
   }
   const sts = records.map((parts) => parts.join('')).filter((text) => /^v=STSv1[ \t]*;/i.test(text.trim()));
