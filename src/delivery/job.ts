@@ -8,6 +8,8 @@ import { fstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { controlDir, qmailHome, readControlInt, readControlLine, readControlLines } from '../common/control.ts';
 import { describeCause, fail, failure, type Failure, type Result } from '../common/failures.ts';
+import { readEntryKey } from '../mail/entry-mark.ts';
+import { sealIfForwarded } from '../signing/seal.ts';
 import { MessageReadError, openMessage, type MessageSource } from '../mail/message.ts';
 import type { Reports } from './report.ts';
 import { signMessage, type Signed } from '../signing/sign.ts';
@@ -21,14 +23,20 @@ import { excluded, requirementFor, SMTPS_PORT } from './tls/policy.ts';
 /** control/timeoutconnect and control/timeoutremote defaults, in seconds (qmail-remote.c). */
 const TIMEOUT_CONNECT = 60;
 const TIMEOUT_REMOTE = 1200;
+/** qmail-send's default control/queuelifetime: a week. */
+const QUEUE_LIFETIME = 604800;
+const DAY = 86400;
 
 interface Control {
   readonly dir: string;
+  readonly me: string;
   readonly helohost: string;
   readonly timeoutConnect: number;
   readonly timeoutRemote: number;
   readonly smtproutes: string[];
   readonly dksign: string[];
+  /** qmail-send's control/queuelifetime, seconds: how long an entry mark stays good (a day more). */
+  readonly queueLifetime: number;
 }
 
 export interface Outcome {
@@ -46,18 +54,21 @@ function readControlFiles(dir: string): Result<Control> {
   const timeoutRemote = readControlInt(dir, 'timeoutremote', TIMEOUT_REMOTE);
   const smtproutes = readControlLines(dir, 'smtproutes');
   const dksign = readControlLines(dir, 'dksign');
-  for (const file of [me, helohost, timeoutConnect, timeoutRemote, smtproutes, dksign]) if (!file.ok) return file;
+  const queueLifetime = readControlInt(dir, 'queuelifetime', QUEUE_LIFETIME);
+  for (const file of [me, helohost, timeoutConnect, timeoutRemote, smtproutes, dksign, queueLifetime]) if (!file.ok) return file;
   const name = (helohost.ok && helohost.value) || (me.ok && me.value);
   if (!name) return fail(failure('READ_CONTROL'));
   return {
     ok: true,
     value: {
       dir,
+      me: (me.ok && me.value) || name,
       helohost: name,
       timeoutConnect: timeoutConnect.ok ? timeoutConnect.value : TIMEOUT_CONNECT,
       timeoutRemote: timeoutRemote.ok ? timeoutRemote.value : TIMEOUT_REMOTE,
       smtproutes: (smtproutes.ok && smtproutes.value) || [],
       dksign: (dksign.ok && dksign.value) || [],
+      queueLifetime: queueLifetime.ok ? queueLifetime.value : QUEUE_LIFETIME,
     },
   };
 }
@@ -112,9 +123,17 @@ interface Job {
 
 /** Signs first (a key problem defers the mail before any connection), then routes and delivers. */
 async function signAndDeliver(job: Job, source: MessageSource, log: Outcome['log']): Promise<Outcome> {
-  const signed = signMessage(source, { templates: job.control.dksign, qmailHome: qmailHome(job.env) });
+  const now = Math.floor(Date.now() / 1000);
+  const signed = signMessage(source, {
+    templates: job.control.dksign,
+    qmailHome: qmailHome(job.env),
+    time: now,
+    origin: { key: readEntryKey(job.control.dir), now, maxAge: job.control.queueLifetime + DAY },
+  });
   if (!signed.ok) return { reports: failed(signed.error), log: { ...log, notes: [signed.error.cause ?? signed.error.code] } };
-  const signedLog = { ...log, signatures: describe(signed.value), notes: [...signed.value.notes] };
+  const sealed = await sealIfForwarded(signed.value, source, { templates: job.control.dksign, me: job.control.me, qmailHome: qmailHome(job.env), time: now });
+  if (!sealed.ok) return { reports: failed(sealed.error), log: { ...log, notes: [sealed.error.cause ?? sealed.error.code] } };
+  const signedLog = { ...log, signatures: describe(signed.value), notes: [...signed.value.notes, ...sealed.value.notes] };
 
   // The MTA-STS TXT query goes out beside the MX query: it adds no round trip.
   const [destination, sts] = await Promise.all([route(job.host, job.control, job.env), stsPolicy(job)]);
@@ -136,7 +155,7 @@ async function signAndDeliver(job: Job, source: MessageSource, log: Outcome['log
     helohost: job.control.helohost,
     sender: job.sender,
     recips: job.recips,
-    message: () => wire(signed.value, source),
+    message: () => wire(sealed.value.prefix, source),
     timeoutConnect: job.control.timeoutConnect,
     timeoutRemote: job.control.timeoutRemote,
     ...(destination.value.auth ? { auth: destination.value.auth } : {}),
@@ -193,12 +212,12 @@ async function route(host: string, control: Control, env: NodeJS.ProcessEnv): Pr
 }
 
 /**
- * What goes after DATA: the signature fields, then the message as read. smtp/wire.ts's dot-stuffer
+ * What goes after DATA: the ARC set and signature fields, then the message as read. smtp/wire.ts's dot-stuffer
  * normalises line ends as it doubles dots (src/delivery/transparency.ts), in the same pass, so
  * the bytes sent are the normalised text that was signed.
  */
-function* wire(signed: Signed, source: MessageSource): Iterable<Buffer> {
-  if (signed.prefix.length > 0) yield signed.prefix;
+function* wire(prefix: Buffer, source: MessageSource): Iterable<Buffer> {
+  if (prefix.length > 0) yield prefix;
   yield* source.chunks();
 }
 

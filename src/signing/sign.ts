@@ -14,6 +14,8 @@ import { failure, fail, ok, type Result } from '../common/failures.ts';
 import type { DkCanonicalization } from '../canon/dk.ts';
 import { DkimSigner } from './dkim.ts';
 import { DomainKeysSigner, domainKeysRefusal } from './domainkeys.ts';
+import { authenticatedOnEntry, originOf, type Origin, type OriginOptions } from './origin.ts';
+import { canonicalDomain } from '../mail/domain.ts';
 
 export interface SignConfig {
   /** control/dksign lines: the first names the main key, each further one adds a DKIM signature. */
@@ -23,6 +25,8 @@ export interface SignConfig {
   readonly time?: number;
   readonly dkCanonicalization?: DkCanonicalization;
   readonly readFile?: ReadFile;
+  /** How to tell mail that came in from outside (origin.ts); absent: all mail is local. */
+  readonly origin?: OriginOptions;
 }
 
 export interface SignatureInfo {
@@ -41,13 +45,18 @@ export interface Signed {
   readonly notes: readonly string[];
   /** The domain keys were looked for, if any. */
   readonly domain?: string;
+  /** Where the message came from: a forward from outside is sealed (seal.ts). */
+  readonly origin: Origin;
 }
 
-const unsigned = (note: string, domain?: string): Signed => ({
+const LOCAL: Origin = { kind: 'local' };
+
+const unsigned = (note: string, domain?: string, origin: Origin = LOCAL): Signed => ({
   prefix: Buffer.alloc(0),
   signatures: [],
   notes: [note],
   ...(domain !== undefined ? { domain } : {}),
+  origin,
 });
 
 export const STRAY_LINE_NOTE = 'a header line is neither a field nor a continuation: verifiers disagree where the header ends, not signed';
@@ -59,11 +68,14 @@ export function signMessage(source: MessageSource, config: SignConfig): Result<S
   if (head.oversize) return ok(unsigned('header section too large to sign'));
   // No signature could pass every verifier (see Head.strayLine): unsigned, never a failing one.
   if (head.strayLine) return ok(unsigned(STRAY_LINE_NOTE));
+  const origin = config.origin ? originOf(head, source, config.origin) : LOCAL;
   const domainSource = keyDomainSource(head);
-  if (!domainSource.found) return ok(unsigned(domainSource.reason));
+  if (!domainSource.found) return ok(unsigned(domainSource.reason, undefined, origin));
+  const rule = originRule(origin, domainSource.header, canonicalDomain(domainSource.domain));
+  if (rule.refuse) return ok({ ...unsigned(rule.note, domainSource.domain, origin) });
 
   const keys: SigningKey[] = [];
-  const notes: string[] = [];
+  const notes: string[] = rule.note ? [rule.note] : [];
   for (const template of config.templates) {
     const lookup = lookupKey(template, domainSource.domain, config.qmailHome, config.readFile);
     if (lookup.kind === 'error') {
@@ -72,7 +84,7 @@ export function signMessage(source: MessageSource, config: SignConfig): Result<S
     if (lookup.kind === 'none') notes.push(lookup.reason);
     else if (!keys.some((key) => key.path === lookup.key.path)) keys.push(lookup.key);
   }
-  if (keys.length === 0) return ok({ ...unsigned(notes.join('; '), domainSource.domain) });
+  if (keys.length === 0) return ok({ ...unsigned(notes.join('; '), domainSource.domain, origin) });
 
   const time = config.time ?? Math.floor(Date.now() / 1000);
   const dkim = keys.map((key) => new DkimSigner({ key, time }, head.fields));
@@ -89,7 +101,27 @@ export function signMessage(source: MessageSource, config: SignConfig): Result<S
     fields.push(dkField);
     signatures.push({ type: 'domainkeys', d: dk.key.domain, s: dk.key.selector, a: 'rsa-sha1', path: dk.key.path });
   }
-  return ok({ prefix: Buffer.concat(fields), signatures, notes, domain: domainSource.domain });
+  return ok({ prefix: Buffer.concat(fields), signatures, notes, domain: domainSource.domain, origin });
+}
+
+/**
+ * The forwarding rule (docs/signing.md, "Forwarded mail"): mail that came in from outside with
+ * the field that picks the signing domain unchanged is not signed with that domain's key,
+ * unless entry authenticated the domain. A field rewritten here (a list's From:) and local mail
+ * are signed as ever. The note says which rule decided, for the log and `sign --explain`.
+ */
+function originRule(origin: Origin, header: 'Sender' | 'From', domain: string | null): { refuse: true; note: string } | { refuse: false; note?: string } {
+  if (origin.kind === 'local') return { refuse: false, ...(origin.note ? { note: origin.note } : {}) };
+  if (domain === null || domain !== origin.facts.sd) {
+    return { refuse: false, note: `came in from outside; ${header}: was rewritten here: signed as local mail` };
+  }
+  if (authenticatedOnEntry(origin.claims, domain)) {
+    return { refuse: false, note: `came in from outside; entry authenticated ${domain} (dkim or dmarc pass): signed` };
+  }
+  return {
+    refuse: true,
+    note: `came in from outside with ${header}: ${domain} unauthenticated (no dkim=pass or dmarc=pass for it on entry): not signed with its key`,
+  };
 }
 
 interface HeadRead {

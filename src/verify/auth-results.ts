@@ -67,8 +67,13 @@ function dkInfo(dk: DkResult): string[] {
 // line comes near RFC 5322's 998.
 const FOLD_AT = 78;
 
-/** The header field, each result starting a line, folded between parts, each line ending in `eol`. */
-export function authResultsField(authservId: string, results: Results, eol: string): Buffer {
+const NAME = 'Authentication-Results:';
+
+/**
+ * The header field, each result starting a line, folded between parts, each line ending in `eol`.
+ * `mark`, given the field's value, returns the entry mark that ends it (src/mail/entry-mark.ts).
+ */
+export function authResultsField(authservId: string, results: Results, eol: string, mark?: (value: string) => string): Buffer {
   const entries = [
     ...results.dkim.map(dkimInfo),
     dkInfo(results.dk),
@@ -76,7 +81,7 @@ export function authResultsField(authservId: string, results: Results, eol: stri
     fromStatus('dmarc', results.dmarc),
     fromStatus('arc', results.arc),
   ];
-  const lines = [`Authentication-Results: ${value(authservId)};`];
+  const lines = [`${NAME} ${value(authservId)};`];
   entries.forEach((parts, index) => {
     let line = '';
     for (const part of parts) {
@@ -87,6 +92,7 @@ export function authResultsField(authservId: string, results: Results, eol: stri
     }
     lines.push(index < entries.length - 1 ? `${line};` : line);
   });
+  if (mark) lines.push(`\t${mark(lines.join(eol).slice(NAME.length))}`);
   return Buffer.from(`${lines.join(eol)}${eol}`, 'latin1');
 }
 

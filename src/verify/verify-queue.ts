@@ -14,6 +14,7 @@ import { checkWithin, type WorkerInput } from './check-bounded.ts';
 import { rewritten } from './rewrite.ts';
 import { handOver } from './next-queue.ts';
 import { sleepSync } from '../common/sync-io.ts';
+import { entryFacts, markComment, readEntryKey } from '../mail/entry-mark.ts';
 
 /** The whole verification's deadline, seconds, unless DKVERIFY_TIMEOUT says otherwise. */
 export const DEFAULT_DEADLINE_SECONDS = 20;
@@ -33,7 +34,7 @@ export async function verifyAndQueue(next: string, env: NodeJS.ProcessEnv): Prom
     const decision = decide(policy, results.dk.letter, messageDkimLetter(results.dkim));
     if (decision === 'reject') return OUTCOMES.REJECTED.status;
     if (decision === 'defer') return OUTCOMES.DEFERRED.status;
-    const field = authResultsField(settings.authservId, results, lineEnd(source));
+    const field = authResultsField(settings.authservId, results, lineEnd(source), entryMarker(env, source));
     return await handOver(next, rewritten(source.chunks(), field), envelope.bytes);
   } finally {
     source.close();
@@ -55,6 +56,19 @@ function checkSettings(env: NodeJS.ProcessEnv): Settings {
     dnsTries: DNS_TRIES,
     deadlineMs: seconds * 1000,
   };
+}
+
+/**
+ * The entry mark for mail from outside (RELAYCLIENT unset), by which qmail-remote knows a forward
+ * (docs/signing.md, "Forwarded mail"); none for a relay client, or without control/entrykey
+ * (a local user running this program cannot read it).
+ */
+function entryMarker(env: NodeJS.ProcessEnv, source: MessageSource): ((value: string) => string) | undefined {
+  if (env.RELAYCLIENT !== undefined) return undefined;
+  const key = readEntryKey(controlDir(env));
+  if (key === null) return undefined;
+  const facts = entryFacts(source, Math.floor(Date.now() / 1000));
+  return (value) => markComment(key, facts, value);
 }
 
 /** DKVERIFY_AUTHSERVID, else the first line of control/me, as qmail-smtpd names itself. */

@@ -26,6 +26,8 @@ export interface RunOptions {
   queueExit?: number;
   /** Run without control/me. */
   noMe?: boolean;
+  /** More control files (control/entrykey, say), by name. */
+  control?: Record<string, string>;
   /** The program to run; this checkout's bin/qmail-dkverify unless an installed one is named. */
   bin?: string;
 }
@@ -59,6 +61,7 @@ export function dkverify(message: Buffer | string, dnsServer: string, options: R
   mkdirSync(control, { recursive: true });
   mkdirSync(rec);
   if (!options.noMe) writeFileSync(join(control, 'me'), 'mx.example.net\n');
+  for (const [name, text] of Object.entries(options.control ?? {})) writeFileSync(join(control, name), text);
   const messageFile = join(dir, 'message');
   const envelopeFile = join(dir, 'envelope');
   writeFileSync(messageFile, message);
