@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { qmailHome } from '../common/control.ts';
 import { checkNode, defaultTarget, install, InstallError, makeStsCache, safeCacheDir, uninstall } from '../install/shim.ts';
 import { findUser, readAccounts, PASSWD_FILE } from '../keys/accounts.ts';
+import { makeEntryKey } from '../install/entry-key.ts';
 import { say } from './output.ts';
 import { EXIT_OK, EXIT_TEMPORARY, EXIT_USAGE } from './exit-codes.ts';
 
@@ -17,6 +18,8 @@ export interface InstallArgs {
   cache?: string;
   /** The passwd file to find qmailr in (default /etc/passwd). */
   passwd?: string;
+  /** The user qmail-smtpd (and so qmail-dkverify) runs as: qmaild unless told. */
+  smtpdUser?: string;
 }
 
 export function installCommand(args: InstallArgs): number {
@@ -37,10 +40,13 @@ export function installCommand(args: InstallArgs): number {
     const cacheDir = args.cache ? resolve(args.cache) : '';
     const plan = { target, node, program: PROGRAM, cacheDir, qmailHome: home, replacing: args.to === undefined };
     for (const line of install(plan)) say(line);
-    // The MTA-STS cache belongs to qmail's home: a shim elsewhere (--to) leaves it alone.
+    // The MTA-STS cache and the entry key belong to qmail's home: a shim elsewhere (--to) leaves them alone.
     if (args.to === undefined) {
-      const qmailr = findUser(readAccounts(args.passwd ?? PASSWD_FILE), 'qmailr');
-      for (const line of makeStsCache(home, qmailr ?? null)) say(line);
+      const accounts = readAccounts(args.passwd ?? PASSWD_FILE);
+      const qmailr = findUser(accounts, 'qmailr') ?? null;
+      for (const line of makeStsCache(home, qmailr)) say(line);
+      const smtpd = findUser(accounts, args.smtpdUser ?? 'qmaild') ?? null;
+      for (const line of makeEntryKey(home, { smtpd, remote: qmailr })) say(line);
     }
     return EXIT_OK;
   } catch (error) {

@@ -5,6 +5,7 @@
 import { controlDir } from '../common/control.ts';
 import { loadSignConfig } from '../signing/config.ts';
 import { auditKeys, auditResolver, type AuditReport, type KeyEntry } from '../keys/audit.ts';
+import { auditForwarding, type ForwardingAudit } from '../keys/forwarding.ts';
 import { emit, say } from './output.ts';
 import { EXIT_OK, EXIT_PROBLEMS, EXIT_TEMPORARY, EXIT_USAGE } from './exit-codes.ts';
 
@@ -32,7 +33,7 @@ export async function keysCommand(args: KeysArgs): Promise<number> {
     say(`qmail-remote-dkim keys: --dns takes an IP address, optionally with a port (127.0.0.1:53, [::1]:53): ${JSON.stringify(args.dns)}`);
     return EXIT_USAGE;
   }
-  const report = await auditKeys({
+  const audited = await auditKeys({
     ...config.value,
     ...(args.dns !== undefined ? { dnsServer: args.dns } : {}),
     ...(args.passwd !== undefined ? { passwdFile: args.passwd } : {}),
@@ -40,8 +41,19 @@ export async function keysCommand(args: KeysArgs): Promise<number> {
     // Only the DNS lookups take long enough for a progress line to help.
     ...(process.stderr.isTTY && args.dns !== undefined ? { onProgress: progress } : {}),
   });
-  await emit(args.json ? `${JSON.stringify(jsonReport(dir, report), null, 2)}\n` : humanReport(dir, config.value.templates, report));
+  const forwarding = auditForwarding(dir, config.value.templates, config.value.qmailHome);
+  const report = withForwarding(audited, forwarding.findings);
+  await emit(args.json ? `${JSON.stringify(jsonReport(dir, report, forwarding.sealingKey), null, 2)}\n` : humanReport(dir, config.value.templates, report, forwarding));
   return report.problems > 0 ? EXIT_PROBLEMS : EXIT_OK;
+}
+
+function withForwarding(report: AuditReport, findings: AuditReport['findings']): AuditReport {
+  return {
+    ...report,
+    findings: [...report.findings, ...findings],
+    problems: report.problems + findings.filter((f) => f.severity === 'problem').length,
+    warnings: report.warnings + findings.filter((f) => f.severity === 'warning').length,
+  };
 }
 
 function validServer(server: string): boolean {
@@ -55,13 +67,14 @@ function progress(done: number, total: number): void {
   if (done % step === 0) say(`checked ${done} of ${total} keys…`);
 }
 
-function jsonReport(dir: string, report: AuditReport) {
+/** `sealing`: the key file that ARC-seals forwards, if any. */
+function jsonReport(dir: string, report: AuditReport, sealing: string | null) {
   return {
     control: dir,
     keys: report.keys.map((entry) => ({
       domain: entry.domain, selector: entry.selector, path: entry.path, template: entry.template,
       type: entry.type, bits: entry.bits, owner: entry.owner, group: entry.group, mode: entry.mode,
-      dns: entry.dns, findings: entry.findings,
+      dns: entry.dns, findings: entry.findings, seals: entry.path === sealing,
     })),
     odd: report.odd,
     findings: report.findings,
@@ -69,20 +82,22 @@ function jsonReport(dir: string, report: AuditReport) {
   };
 }
 
-function humanReport(dir: string, templates: readonly string[], report: AuditReport): string {
+function humanReport(dir: string, templates: readonly string[], report: AuditReport, forwarding: ForwardingAudit): string {
   const lines: string[] = [];
   if (templates.length === 0) lines.push(`${dir}/dksign names no keys: nothing is signed`);
   for (const finding of report.findings) lines.push(`${finding.severity}: ${printable(finding.message)}`);
-  for (const entry of report.keys) lines.push(...keyLines(entry));
+  for (const entry of report.keys) lines.push(...keyLines(entry, entry.path === forwarding.sealingKey));
+  for (const note of forwarding.notes) lines.push(`note: ${printable(note)}`);
   for (const odd of report.odd) lines.push(`problem: ${printable(odd.path)}: ${odd.reason}`);
   lines.push(summary(report));
   return `${lines.join('\n')}\n`;
 }
 
-function keyLines(entry: KeyEntry): string[] {
+function keyLines(entry: KeyEntry, seals: boolean): string[] {
   const algorithm = entry.type ? `${entry.type} ${entry.bits ?? '?'}` : '?';
   const owner = entry.owner !== undefined ? `${entry.owner}:${entry.group ?? '?'} ${entry.mode ?? '?'}` : '?';
   const lines = [`${entry.domain ?? '(any domain)'} ${entry.selector} ${algorithm} ${owner} ${printable(entry.path)}`];
+  if (seals) lines.push('  seals forwarded mail (ARC), for control/me');
   for (const finding of entry.findings) lines.push(`  ${finding.severity}: ${printable(finding.message)}`);
   if (entry.dns && !entry.findings.some((f) => f.code.startsWith('dns-'))) lines.push(`  ok: ${entry.dns.name} publishes this key`);
   return lines;

@@ -75,7 +75,8 @@ export async function main(argv: string[]): Promise<number> {
           .option('to', { type: 'string', describe: 'write the shim here instead (for $QMAILREMOTE)' })
           .option('node', { type: 'string', describe: 'absolute path of Node >= 22.19 (default: the one running this)' })
           .option('cache', { type: 'string', describe: "Node compile cache directory, writable by qmailr (default: none)" })
-          .option('passwd', PASSWD_OPTION),
+          .option('passwd', PASSWD_OPTION)
+          .option('smtpd-user', { type: 'string', describe: 'the user qmail-smtpd runs as, who reads control/entrykey with qmailr (default: qmaild)' }),
       async (args) => {
         exitCode = (await import('./install.ts')).installCommand(args);
       },

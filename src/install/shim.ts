@@ -145,7 +145,7 @@ export function makeStsCache(qmailHome: string, owner: { uid: number; gid: numbe
 export const defaultTarget = (qmailHome: string): string => join(qmailHome, 'bin', 'qmail-remote');
 
 /** Runs a step on `path`; a failure becomes an InstallError that says what to do. */
-function attempt(path: string, step: () => void): void {
+export function attempt(path: string, step: () => void): void {
   try {
     step();
   } catch (error) {

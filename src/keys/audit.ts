@@ -333,7 +333,7 @@ function realPath(path: string): string {
   }
 }
 
-const problem = (code: string, message: string): Finding => ({ severity: 'problem', code, message });
+export const problem = (code: string, message: string): Finding => ({ severity: 'problem', code, message });
 const warning = (code: string, message: string): Finding => ({ severity: 'warning', code, message });
 
 /** A Resolver asking only `server`, or null if it is not an address (with an optional port). */

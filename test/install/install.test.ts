@@ -88,6 +88,33 @@ test('install makes the MTA-STS cache $QMAILHOME/mta-sts, mode 0700, owned by qm
   assert.match(noUser.stderr, /no user qmailr: chown it/);
 });
 
+test('install makes control/entrykey: 64 hex digits, mode 0440, owner qmaild, group qmailr\'s; an existing key is kept', () => {
+  const { home } = scratchHome();
+  mkdirSync(join(home, 'control'));
+  const passwd = join(home, 'passwd');
+  writeFileSync(passwd, 'qmaild:x:4241:4300::/var/qmail:/bin/false\nqmailr:x:4242:4343::/var/qmail:/bin/false\nvpopmail:x:89:89::/home/vpopmail:/bin/false\n');
+  const installed = cli(['install', '--passwd', passwd], home);
+  assert.equal(installed.status, 0, installed.stderr);
+  const path = join(home, 'control', 'entrykey');
+  const key = readFileSync(path, 'latin1');
+  assert.match(key, /^[0-9a-f]{64}\n$/);
+  assert.equal(statSync(path).mode & 0o777, 0o440);
+  if (process.getuid?.() === 0) assert.deepEqual([statSync(path).uid, statSync(path).gid], [4241, 4343]);
+  assert.match(installed.stderr, /made .*entrykey \(mode 0440, owner qmaild, group of qmailr\)/);
+
+  const again = cli(['install', '--passwd', passwd, '--smtpd-user', 'vpopmail'], home);
+  assert.equal(again.status, 0, again.stderr);
+  assert.equal(readFileSync(path, 'latin1'), key, 'kept: marks on queued mail stay good');
+  if (process.getuid?.() === 0) assert.equal(statSync(path).uid, 89);
+  assert.match(again.stderr, /kept .*owner vpopmail/);
+
+  const { home: bare } = scratchHome();
+  mkdirSync(join(bare, 'control'));
+  const noUsers = cli(['install', '--passwd', join(bare, 'no-such-passwd')], bare);
+  assert.equal(noUsers.status, 0, noUsers.stderr);
+  assert.match(noUsers.stderr, /no user qmaild and qmailr: make it readable by the users qmail-smtpd and qmail-remote run as/);
+});
+
 test('a shim whose Node has gone reports Z and exits 0', () => {
   const { home, target } = scratchHome();
   const fakeNode = join(home, 'node');

@@ -4,7 +4,7 @@
 // (DKIM and arc_verify) and by mailauth, with keys from a real DNS server.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -155,6 +155,20 @@ test('sign --explain says which rule decided, and shows the seal', async () => {
   assert.match(explain.stderr, /note: came in from outside with From: example\.com unauthenticated .*not signed with its key/);
   assert.match(explain.stderr, /note: arc seal d=example\.com s=default cv=none/);
   assert.match(explain.stdout, /^ARC-Seal: i=1;/);
+});
+
+test('keys --dns names the sealing key and checks its record, and refuses an entry key others can read', async () => {
+  const control = join(home(25, ENTRY_KEY), 'control');
+  chmodSync(join(control, 'entrykey'), 0o440);
+  const audited = await runNode(CLI, ['keys', '--control', control, '--dns', dns.server]);
+  // The key's own permissions depend on this host's accounts: only the forwarding lines are asserted.
+  assert.match(audited.stdout, /^example\.com default rsa [^\n]*\n {2}seals forwarded mail \(ARC\), for control\/me\n/);
+  assert.match(audited.stdout, /\n {2}ok: default\._domainkey\.example\.com publishes this key\n/);
+  assert.doesNotMatch(audited.stdout, /entrykey/);
+  chmodSync(join(control, 'entrykey'), 0o644);
+  const open = await runNode(CLI, ['keys', '--control', control]);
+  assert.equal(open.status, 1);
+  assert.match(open.stdout, /problem: .*entrykey is open to other users/);
 });
 
 test('a forward of signed mail keeps its signature and gets an ARC set that dkimpy and mailauth verify', async () => {
