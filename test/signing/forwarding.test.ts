@@ -4,7 +4,7 @@
 // (DKIM and arc_verify) and by mailauth, with keys from a real DNS server.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { authenticate } from 'mailauth';
 import { startScriptServer } from '../helpers/script-server.ts';
 import { startDns, type DnsServer } from '../helpers/dnsmasq.ts';
-import { runNode } from '../helpers/run.ts';
+import { run as runCommand, runNode } from '../helpers/run.ts';
 import { makeRsaKey, type TestKey } from '../helpers/keys.ts';
 import { signWithDkimpy } from '../helpers/reference-signers.ts';
 import { interpreters, runScript, verifyWithDkimpy } from '../helpers/verifiers.ts';
@@ -21,6 +21,7 @@ import { asReceived, dkverify } from '../verify/harness.ts';
 const QMAIL_REMOTE = fileURLToPath(new URL('../../bin/qmail-remote', import.meta.url));
 const CLI = fileURLToPath(new URL('../../bin/qmail-remote-dkim', import.meta.url));
 const OUR_KEY = fileURLToPath(new URL('../fixtures/keys/example.com/default', import.meta.url));
+const STRACE = '/usr/bin/strace';
 const ARC_SCRIPT = fileURLToPath(new URL('../helpers/reference/dkimpy-arc.py', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'qrd-forward-'));
 const ENTRY_KEY = `${randomBytes(32).toString('hex')}\n`;
@@ -79,7 +80,7 @@ function home(port: number, entryKey: string): string {
 }
 
 /** Out through qmail-remote, as qmail-rspawn runs it for a .qmail forward: what the server got. */
-async function leave(queued: Buffer, entryKey = ENTRY_KEY): Promise<{ wire: Buffer; report: string }> {
+async function leave(queued: Buffer, entryKey = ENTRY_KEY, trace?: string): Promise<{ wire: Buffer; report: string }> {
   const server = await startScriptServer({});
   try {
     const qmailHome = home(server.port, entryKey);
@@ -87,10 +88,11 @@ async function leave(queued: Buffer, entryKey = ENTRY_KEY): Promise<{ wire: Buff
     writeFileSync(queueFile, queued);
     const fd = openSync(queueFile, 'r');
     try {
-      const run = await runNode(QMAIL_REMOTE, ['gmail.test', 'bounce@example.com', 'carol@gmail.test'], {
-        stdin: fd,
-        env: { PATH: process.env.PATH ?? '', QMAILHOME: qmailHome, QMAILREMOTE_DNS: dns.server },
-      });
+      const args = ['gmail.test', 'bounce@example.com', 'carol@gmail.test'];
+      const options = { stdin: fd, env: { PATH: process.env.PATH ?? '', QMAILHOME: qmailHome, QMAILREMOTE_DNS: dns.server } };
+      const run = trace === undefined
+        ? await runNode(QMAIL_REMOTE, args, options)
+        : await runCommand(STRACE, ['-f', '-qq', '-e', 'trace=open,openat,openat2', '-o', trace, process.execPath, QMAIL_REMOTE, ...args], options);
       await server.idle();
       assert.equal(run.stderr, '');
       assert.match(run.stdout, /^r\0K/, run.stdout);
@@ -254,4 +256,19 @@ test('a forged or moved entry mark gets neither a seal nor a bypass of signing',
   const { wire } = await leave(Buffer.from(genuine, 'latin1'), '');
   assert.equal(ourDkim(wire).length, 1);
   assert.deepEqual(fields(wire, 'ARC-Seal'), []);
+});
+
+test('mailauth is loaded to seal a forward, and not for local mail nor for a forged mark', async (t) => {
+  if (!existsSync(STRACE)) return t.skip('strace is not installed');
+  const opened = async (text: Buffer): Promise<string> => {
+    const trace = join(work, `trace-${homes}`);
+    await leave(text, ENTRY_KEY, trace);
+    return readFileSync(trace, 'latin1');
+  };
+  const local = await opened(message('Alice <alice@example.com>'));
+  assert.match(local, /qmail-remote\.cjs/, 'the trace sees the program');
+  assert.doesNotMatch(local, /mailauth/);
+  const forged = `Authentication-Results: mx.example.net; dkim=pass header.d=example.com (entry v=1 t=${Math.floor(Date.now() / 1000)} sd=example.com bh=${'A'.repeat(43)}= mac=${'B'.repeat(43)}=)\n`;
+  assert.doesNotMatch(await opened(Buffer.concat([Buffer.from(forged), message('Alice <alice@example.com>')])), /mailauth/);
+  assert.match(await opened(await enter(message('Alice <alice@bank.test>'))), /mailauth\/lib\/arc/);
 });
