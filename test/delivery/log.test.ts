@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { closeSync, constants, mkdtempSync, openSync, readFileSync, readSync, readdirSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,19 +72,41 @@ test('to syslog over UDP, facility mail', async () => {
 
 test('a log that cannot be written changes nothing and throws nothing', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'qrd-log-'));
-  writeFileSync(join(dir, 'a-file'), '');
-  await logDelivery({ kind: 'file', path: join(dir, 'a-file', 'y.log') }, ENTRY);
+  writeFileSync(join(dir, 'a-file'), 'before\n');
+  await assert.doesNotReject(logDelivery({ kind: 'file', path: join(dir, 'a-file', 'y.log') }, ENTRY));
+  assert.deepEqual(readdirSync(dir), ['a-file']);
+  assert.equal(readFileSync(join(dir, 'a-file'), 'latin1'), 'before\n');
 });
 
 test('a FIFO, a device or a directory as the log is not written, and the call returns at once', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'qrd-log-'));
   const fifo = join(dir, 'fifo');
   execFileSync('mkfifo', [fifo]);
-  for (const path of [fifo, '/dev/zero', '/dev/null', dir]) {
-    // With a blocking open this would never return: nothing reads the FIFO.
-    await logDelivery({ kind: 'file', path }, ENTRY);
+  // A reader that never reads: a writer's open would succeed, and a line written would wait
+  // in the pipe, where the read below finds it.
+  const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    for (const path of [fifo, '/dev/zero', '/dev/null', dir]) {
+      await assert.doesNotReject(logDelivery({ kind: 'file', path }, ENTRY));
+    }
+    assert.equal(pending(reader), 0, 'nothing was written to the FIFO');
+  } finally {
+    closeSync(reader);
   }
+  assert.deepEqual(readdirSync(dir), ['fifo'], 'nothing made in the directory');
+  // With no reader at all, a blocking open would never return: this one returns.
+  await assert.doesNotReject(logDelivery({ kind: 'file', path: fifo }, ENTRY));
 });
+
+/** The bytes waiting in a FIFO opened non-blocking: none reads as EOF (no writer) or EAGAIN. */
+function pending(fd: number): number {
+  try {
+    return readSync(fd, Buffer.alloc(64 << 10));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EAGAIN') return 0;
+    throw error;
+  }
+}
 
 test('a log in a missing directory is dropped, and no directory is made', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'qrd-log-'));
