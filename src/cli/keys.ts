@@ -4,7 +4,9 @@
 // on stdout; the human form ends with a one-line summary such as `3 keys, 1 problem`.
 import { controlDir } from '../common/control.ts';
 import { loadSignConfig } from '../signing/config.ts';
-import { auditKeys, auditResolver, type AuditReport, type KeyEntry } from '../keys/audit.ts';
+import { isAbsolute, resolve } from 'node:path';
+import { auditKeys, auditResolver, type AuditReport, type Finding, type KeyEntry } from '../keys/audit.ts';
+import { keyDomain, type SigningTable } from '../signing/table.ts';
 import { auditForwarding, type ForwardingAudit } from '../keys/forwarding.ts';
 import { emit, say } from './output.ts';
 import { EXIT_OK, EXIT_PROBLEMS, EXIT_TEMPORARY, EXIT_USAGE } from './exit-codes.ts';
@@ -33,17 +35,20 @@ export async function keysCommand(args: KeysArgs): Promise<number> {
     say(`qmail-remote-dkim keys: --dns takes an IP address, optionally with a port (127.0.0.1:53, [::1]:53): ${JSON.stringify(args.dns)}`);
     return EXIT_USAGE;
   }
+  const table = config.value.table;
+  const fromTable = table ? tableKeys(table, config.value.qmailHome) : null;
   const audited = await auditKeys({
     ...config.value,
+    ...(fromTable ?? {}),
     ...(args.dns !== undefined ? { dnsServer: args.dns } : {}),
     ...(args.passwd !== undefined ? { passwdFile: args.passwd } : {}),
     ...(args.group !== undefined ? { groupFile: args.group } : {}),
     // Only the DNS lookups take long enough for a progress line to help.
     ...(process.stderr.isTTY && args.dns !== undefined ? { onProgress: progress } : {}),
   });
-  const forwarding = auditForwarding(dir, config.value.templates, config.value.qmailHome);
-  const report = withForwarding(audited, forwarding.findings);
-  await emit(args.json ? `${JSON.stringify(jsonReport(dir, report, forwarding.sealingKey), null, 2)}\n` : humanReport(dir, config.value.templates, report, forwarding));
+  const forwarding = auditForwarding(dir, config.value.templates, config.value.qmailHome, table);
+  const report = withForwarding(audited, [...forwarding.findings, ...tableProblems(table)]);
+  await emit(args.json ? `${JSON.stringify(jsonReport(dir, report, forwarding.sealingKey), null, 2)}\n` : humanReport(dir, fromTable?.templates ?? config.value.templates, report, forwarding));
   return report.problems > 0 ? EXIT_PROBLEMS : EXIT_OK;
 }
 
@@ -54,6 +59,23 @@ function withForwarding(report: AuditReport, findings: AuditReport['findings']):
     problems: report.problems + findings.filter((f) => f.severity === 'problem').length,
     warnings: report.warnings + findings.filter((f) => f.severity === 'warning').length,
   };
+}
+
+/** The keys control/dkimkeys names, as templates for the audit, with the domain of each fixed path. */
+function tableKeys(table: SigningTable, qmailHome: string): { templates: string[]; domainsOf: Map<string, string> } {
+  const usable = table.filter((line) => line.problem === undefined && !line.options.nosign);
+  const domainsOf = new Map<string, string>();
+  for (const line of usable) {
+    if (line.keypath.includes('%') || (line.domain === '*' && line.options.d === undefined)) continue;
+    domainsOf.set(resolve(isAbsolute(line.keypath) ? line.keypath : resolve(qmailHome, line.keypath)), keyDomain(line, line.domain));
+  }
+  return { templates: usable.map((line) => line.keypath), domainsOf };
+}
+
+function tableProblems(table: SigningTable | undefined): Finding[] {
+  return (table ?? []).flatMap((line) =>
+    line.problem === undefined ? [] : [{ severity: 'problem' as const, code: 'dkimkeys-line', message: `control/dkimkeys line ${line.number}: ${line.problem} (mail for ${line.domain} waits)` }],
+  );
 }
 
 function validServer(server: string): boolean {

@@ -42,16 +42,18 @@ export async function signCommand(args: SignArgs): Promise<number> {
       return EXIT_TEMPORARY;
     }
     const me = readControlLine(dir, 'me');
-    const sealed = await sealIfForwarded(signed.value, source, { templates: config.value.templates, me: (me.ok && me.value) || '', qmailHome: config.value.qmailHome, time });
+    const sealed = await sealIfForwarded(signed.value, source, { ...config.value, me: (me.ok && me.value) || '', time });
     if (!sealed.ok) {
       say(`qmail-remote-dkim sign: ${sealed.error.cause ?? 'sealing key unusable'}`);
       return EXIT_TEMPORARY;
     }
     if (args.explain) {
       say(`control directory: ${dir}`);
-      say(`dksign: ${config.value.templates.length ? config.value.templates.join(' | ') : '(none)'}`);
+      if (config.value.table) say(`dkimkeys: ${config.value.table.length} lines (dksign is not read)`);
+      else say(`dksign: ${config.value.templates.length ? config.value.templates.join(' | ') : '(none)'}`);
+      for (const line of config.value.table ?? []) if (line.problem) say(`dkimkeys line ${line.number}: ${line.problem}`);
       if (signed.value.domain) say(`signing domain from header: ${signed.value.domain}`);
-      for (const s of signed.value.signatures) say(`${s.type}: d=${s.d} s=${s.s} a=${s.a} key=${s.path}`);
+      for (const s of signed.value.signatures) say(`${s.type}: d=${s.d} s=${s.s} a=${s.a} key=${s.path} (${s.source})`);
       for (const note of [...signed.value.notes, ...sealed.value.notes]) say(`note: ${note}`);
       if (signed.value.signatures.length === 0) say('not signed');
     }

@@ -10,6 +10,8 @@ import { controlDir, qmailHome, readControlInt, readControlLine, readControlLine
 import { describeCause, fail, failure, type Failure, type Result } from '../common/failures.ts';
 import { readEntryKey } from '../mail/entry-mark.ts';
 import { sealIfForwarded } from '../signing/seal.ts';
+import { loadTable } from '../signing/config.ts';
+import type { SigningTable } from '../signing/table.ts';
 import { MessageReadError, openMessage, type MessageSource } from '../mail/message.ts';
 import type { Reports } from './report.ts';
 import { signMessage, type Signed } from '../signing/sign.ts';
@@ -35,6 +37,8 @@ interface Control {
   readonly timeoutRemote: number;
   readonly smtproutes: string[];
   readonly dksign: string[];
+  /** control/dkimkeys, when present. */
+  readonly table: SigningTable | null;
   /** qmail-send's control/queuelifetime, seconds: how long an entry mark stays good (a day more). */
   readonly queueLifetime: number;
 }
@@ -55,7 +59,8 @@ function readControlFiles(dir: string): Result<Control> {
   const smtproutes = readControlLines(dir, 'smtproutes');
   const dksign = readControlLines(dir, 'dksign');
   const queueLifetime = readControlInt(dir, 'queuelifetime', QUEUE_LIFETIME);
-  for (const file of [me, helohost, timeoutConnect, timeoutRemote, smtproutes, dksign, queueLifetime]) if (!file.ok) return file;
+  const table = loadTable(dir);
+  for (const file of [me, helohost, timeoutConnect, timeoutRemote, smtproutes, dksign, queueLifetime, table]) if (!file.ok) return file;
   const name = (helohost.ok && helohost.value) || (me.ok && me.value);
   if (!name) return fail(failure('READ_CONTROL'));
   return {
@@ -68,6 +73,7 @@ function readControlFiles(dir: string): Result<Control> {
       timeoutRemote: timeoutRemote.ok ? timeoutRemote.value : TIMEOUT_REMOTE,
       smtproutes: (smtproutes.ok && smtproutes.value) || [],
       dksign: (dksign.ok && dksign.value) || [],
+      table: table.ok ? table.value : null,
       queueLifetime: queueLifetime.ok ? queueLifetime.value : QUEUE_LIFETIME,
     },
   };
@@ -124,14 +130,23 @@ interface Job {
 /** Signs first (a key problem defers the mail before any connection), then routes and delivers. */
 async function signAndDeliver(job: Job, source: MessageSource, log: Outcome['log']): Promise<Outcome> {
   const now = Math.floor(Date.now() / 1000);
+  const nosign = findRoute(parseSmtproutes(job.control.smtproutes), dnsName(job.host))?.nosign === true;
   const signed = signMessage(source, {
     templates: job.control.dksign,
+    ...(job.control.table ? { table: job.control.table } : {}),
+    ...(nosign ? { off: 'the smtproutes entry for this host says nosign' } : {}),
     qmailHome: qmailHome(job.env),
     time: now,
     origin: { key: readEntryKey(job.control.dir), now, maxAge: job.control.queueLifetime + DAY },
   });
   if (!signed.ok) return { reports: failed(signed.error), log: { ...log, notes: [signed.error.cause ?? signed.error.code] } };
-  const sealed = await sealIfForwarded(signed.value, source, { templates: job.control.dksign, me: job.control.me, qmailHome: qmailHome(job.env), time: now });
+  const sealed = await sealIfForwarded(signed.value, source, {
+    templates: job.control.dksign,
+    ...(job.control.table ? { table: job.control.table } : {}),
+    me: job.control.me,
+    qmailHome: qmailHome(job.env),
+    time: now,
+  });
   if (!sealed.ok) return { reports: failed(sealed.error), log: { ...log, notes: [sealed.error.cause ?? sealed.error.code] } };
   const signedLog = { ...log, signatures: describe(signed.value), notes: [...signed.value.notes, ...sealed.value.notes] };
 

@@ -51,6 +51,11 @@ export interface SmtpRoute {
   readonly auth?: { readonly user: string; readonly pass: string };
   /** Set when the entry is malformed; a delivery that picks it is deferred (READ_CONTROL). */
   readonly problem?: string;
+  /**
+   * `relay:port/nosign`: mail on this route goes out unsigned and unsealed, for a smarthost
+   * that signs itself (and may refuse a message that already carries a DKIM-Signature).
+   */
+  readonly nosign?: boolean;
 }
 
 /**
@@ -72,11 +77,21 @@ export function parseSmtproutes(lines: readonly string[]): Map<string, SmtpRoute
   return routes;
 }
 
-// `relay[:port][ user password]`; the password is the rest of the line, spaces included.
+// `relay[:port][/nosign][ user password]`; the password is the rest of the line, spaces included.
 function parseEntry(text: string): SmtpRoute {
   const match = /^(\S*)(?:[ \t]+(\S+)(?:[ \t]+(.+))?)?$/.exec(text);
   if (match === null) return { relay: '', port: 0, problem: 'unparsable entry' };
-  const [, target = '', user, pass] = match;
+  const [, written = '', user, pass] = match;
+  const nosign = written.endsWith(NOSIGN);
+  const target = nosign ? written.slice(0, -NOSIGN.length) : written;
+  const entry = parseTarget(target, user, pass);
+  return nosign ? { ...entry, nosign } : entry;
+}
+
+/** The flag that turns signing off for a route; `/` is in no host name nor port. */
+const NOSIGN = '/nosign';
+
+function parseTarget(target: string, user: string | undefined, pass: string | undefined): SmtpRoute {
   const hostPort = splitHostPort(target);
   if (typeof hostPort === 'string') return { relay: target, port: 0, problem: hostPort };
   if (user !== undefined && pass === undefined) {

@@ -79,6 +79,8 @@ export interface AuditOptions {
   readonly group?: string;
   /** "ADDRESS" or "ADDRESS:PORT": check each key's record there. */
   readonly dnsServer?: string;
+  /** The domain of a key path without `%` (a control/dkimkeys line for one domain), by absolute path. */
+  readonly domainsOf?: ReadonlyMap<string, string>;
   readonly onProgress?: (done: number, total: number) => void;
 }
 
@@ -153,7 +155,7 @@ async function findKeys(options: AuditOptions, findings: Finding[]): Promise<{ c
       seen.add(path);
     };
     if (!template.includes('%')) {
-      if (exists(template)) take(template, null);
+      if (exists(template)) take(template, options.domainsOf?.get(template) ?? null);
     } else {
       for (const path of await globTemplate(template, findings)) {
         const match = matchTemplate(template, path);

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { readControlLine } from '../common/control.ts';
 import { ENTRY_KEY_FILE } from '../mail/entry-mark.ts';
 import { sealingKey } from '../signing/seal.ts';
+import type { SigningTable } from '../signing/table.ts';
 import { problem, type Finding } from './audit.ts';
 
 export interface ForwardingAudit {
@@ -18,7 +19,7 @@ export interface ForwardingAudit {
   readonly notes: string[];
 }
 
-export function auditForwarding(controlDir: string, templates: readonly string[], qmailHome: string): ForwardingAudit {
+export function auditForwarding(controlDir: string, templates: readonly string[], qmailHome: string, table?: SigningTable): ForwardingAudit {
   const findings: Finding[] = [];
   const notes: string[] = [];
   const entryKey = join(controlDir, ENTRY_KEY_FILE);
@@ -34,7 +35,7 @@ export function auditForwarding(controlDir: string, templates: readonly string[]
   const me = readControlLine(controlDir, 'me');
   const domain = me.ok ? me.value : null;
   if (!domain) return { sealingKey: null, findings, notes };
-  const key = sealingKey(templates, domain, qmailHome);
+  const key = sealingKey(templates, domain, qmailHome, table);
   if (key.kind === 'found') return { sealingKey: key.key.path, findings, notes };
   if (key.kind === 'error') findings.push(problem('sealing-key-unusable', `the ARC sealing key ${key.path}: ${key.reason}`));
   else notes.push(`no key for ${domain} (control/me) or its parent domains: forwarded mail is not ARC-sealed`);

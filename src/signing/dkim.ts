@@ -22,10 +22,23 @@ export const SIGNED_HEADERS = [
   'list-id', 'list-help', 'list-unsubscribe', 'list-subscribe', 'list-post', 'list-owner', 'list-archive',
 ] as const;
 
+/**
+ * Listed once more than they occur (absent ones once), so a receiver refuses a copy with one
+ * added: a replayed message with a second Subject: or To: (RFC 6376 §8.15). rspamd, Exim and
+ * OpenDKIM oversign these too.
+ */
+export const OVERSIGNED = ['from', 'to', 'cc', 'subject', 'reply-to', 'date', 'message-id'] as const;
+
 export interface DkimOptions {
   readonly key: SigningKey;
   /** t=, seconds since the epoch. */
   readonly time: number;
+  /** x= is t= plus this many seconds; no x= when absent. */
+  readonly expireAfter?: number;
+  /** i=, the agent or user identifier (RFC 6376 §3.5); none when absent. */
+  readonly identity?: string;
+  /** The field names to oversign, lowercase; OVERSIGNED when absent. */
+  readonly oversign?: readonly string[];
 }
 
 export class DkimSigner {
@@ -53,15 +66,17 @@ export class DkimSigner {
 
   /** The DKIM-Signature header field, folded, ending in CRLF. */
   finish(): Buffer {
-    const { key, time } = this.options;
-    const names = signedNames(this.fields);
+    const { key, time, expireAfter, identity } = this.options;
+    const names = signedNames(this.fields, this.options.oversign);
     const tags = [
       'v=1',
       `a=${this.algorithm}`,
       'c=relaxed/relaxed',
       `d=${key.domain}`,
       `s=${key.selector}`,
+      ...(identity !== undefined ? [`i=${identity}`] : []),
       `t=${time}`,
+      ...(expireAfter !== undefined ? [`x=${time + expireAfter}`] : []),
       `h=${names.join(':')}`,
       `bh=${this.bodyHash.digest()}`,
       'b=',
@@ -76,14 +91,18 @@ export class DkimSigner {
   }
 }
 
-/** h=: every instance of the listed fields present, and From once more so none can be added. */
-export function signedNames(fields: readonly HeaderField[]): string[] {
+/**
+ * h=: every instance of the listed fields present, then each oversigned name once more, so
+ * none of them can be added.
+ */
+export function signedNames(fields: readonly HeaderField[], oversign: readonly string[] = OVERSIGNED): string[] {
   const names: string[] = [];
-  for (const name of SIGNED_HEADERS) {
+  const listed = new Set<string>([...SIGNED_HEADERS, ...oversign]);
+  for (const name of listed) {
     const count = fields.filter((field) => field.key === name).length;
     for (let i = 0; i < count; i++) names.push(name);
   }
-  names.push('from');
+  names.push(...oversign);
   return names;
 }
 

@@ -13,12 +13,23 @@ import { normalised, type MessageSource } from '../mail/message.ts';
 import { lookupKey, type KeyLookup, type ReadFile, readKeyFile } from './keys.ts';
 import type { Origin } from './origin.ts';
 import type { Signed } from './sign.ts';
+import { keyDomain, linesFor, type SigningTable } from './table.ts';
+import { canonicalDomain } from '../mail/domain.ts';
 import { describeCause, fail, failure, ok, type Result } from '../common/failures.ts';
 
 type Outside = Extract<Origin, { kind: 'outside' }>;
 
-/** The sealing key: the one control/dksign's first line gives for control/me's domain, parents tried. */
-export function sealingKey(templates: readonly string[], me: string, qmailHome: string, read: ReadFile = readKeyFile): KeyLookup {
+/**
+ * The sealing key: the one control/dksign's first line gives for control/me's domain, parents
+ * tried; with control/dkimkeys, the key of its first line for that domain.
+ */
+export function sealingKey(templates: readonly string[], me: string, qmailHome: string, table?: SigningTable, read: ReadFile = readKeyFile): KeyLookup {
+  if (table) {
+    const domain = canonicalDomain(me);
+    const line = domain === null ? undefined : linesFor(table, domain)?.lines.find((l) => l.problem === undefined && !l.options.nosign);
+    if (domain === null || line === undefined) return { kind: 'none', reason: `no usable control/dkimkeys line for ${me}` };
+    return lookupKey(line.keypath, keyDomain(line, domain), qmailHome, read);
+  }
   const template = templates[0];
   if (template === undefined) return { kind: 'none', reason: 'no control/dksign: no ARC seal' };
   return lookupKey(template, me, qmailHome, read);
@@ -72,6 +83,8 @@ function* wireCopy(prefix: Buffer, source: MessageSource): Generator<Buffer> {
 export interface SealConfig {
   /** control/dksign's lines: the first gives the sealing key. */
   readonly templates: readonly string[];
+  /** control/dkimkeys, which gives it instead when present. */
+  readonly table?: SigningTable;
   /** control/me: the sealing domain, or a name under it. */
   readonly me: string;
   readonly qmailHome: string;
@@ -86,7 +99,7 @@ export interface SealConfig {
  */
 export async function sealIfForwarded(signed: Signed, source: MessageSource, config: SealConfig): Promise<Result<{ prefix: Buffer; notes: string[] }>> {
   if (signed.origin.kind !== 'outside') return ok({ prefix: signed.prefix, notes: [] });
-  const key = sealingKey(config.templates, config.me, config.qmailHome);
+  const key = sealingKey(config.templates, config.me, config.qmailHome, config.table);
   if (key.kind === 'error') return fail(failure('READ_KEY', `${key.path}: ${key.reason}`));
   if (key.kind === 'none') return ok({ prefix: signed.prefix, notes: [`no ARC seal: ${key.reason}`] });
   try {

@@ -9,10 +9,12 @@ import { CrlfNormalizer, type MessageSource } from '../mail/message.ts';
 import { SigningBodyPass } from '../canon/body.ts';
 import { HeadReader, type Head } from '../mail/header.ts';
 import { keyDomainSource } from '../mail/sender-domain.ts';
-import { lookupKey, type ReadFile, type SigningKey } from './keys.ts';
-import { failure, fail, ok, type Result } from '../common/failures.ts';
+import type { ReadFile } from './keys.ts';
+import { ok, type Result } from '../common/failures.ts';
+import { chooseKeys, type ChosenKey } from './choose.ts';
+import type { LineOptions, SigningTable } from './table.ts';
 import type { DkCanonicalization } from '../canon/dk.ts';
-import { DkimSigner } from './dkim.ts';
+import { DkimSigner, type DkimOptions } from './dkim.ts';
 import { DomainKeysSigner, domainKeysRefusal } from './domainkeys.ts';
 import { authenticatedOnEntry, originOf, type Origin, type OriginOptions } from './origin.ts';
 import { canonicalDomain } from '../mail/domain.ts';
@@ -20,11 +22,15 @@ import { canonicalDomain } from '../mail/domain.ts';
 export interface SignConfig {
   /** control/dksign lines: the first names the main key, each further one adds a DKIM signature. */
   readonly templates: readonly string[];
+  /** control/dkimkeys, read instead of the templates when present (table.ts). */
+  readonly table?: SigningTable;
   readonly qmailHome: string;
   /** t= of DKIM signatures, seconds since the epoch; now when absent. */
   readonly time?: number;
   readonly dkCanonicalization?: DkCanonicalization;
   readonly readFile?: ReadFile;
+  /** Why nothing is to be signed at all (a route flagged nosign); absent: sign. */
+  readonly off?: string;
   /** How to tell mail that came in from outside (origin.ts); absent: all mail is local. */
   readonly origin?: OriginOptions;
 }
@@ -35,6 +41,8 @@ export interface SignatureInfo {
   readonly s: string;
   readonly a: string;
   readonly path: string;
+  /** The control file line that chose the key. */
+  readonly source: string;
 }
 
 export interface Signed {
@@ -63,7 +71,8 @@ export const STRAY_LINE_NOTE = 'a header line is neither a field nor a continuat
 
 /** The signatures for the message, or READ_KEY whose cause says which key file and what is wrong with it. */
 export function signMessage(source: MessageSource, config: SignConfig): Result<Signed> {
-  if (config.templates.length === 0) return ok(unsigned('no control/dksign: signing is off'));
+  if (config.off !== undefined) return ok(unsigned(config.off));
+  if (config.templates.length === 0 && config.table === undefined) return ok(unsigned('no control/dksign: signing is off'));
   const { head, firstBody, rest, normalizer } = readHead(source);
   if (head.oversize) return ok(unsigned('header section too large to sign'));
   // No signature could pass every verifier (see Head.strayLine): unsigned, never a failing one.
@@ -74,32 +83,29 @@ export function signMessage(source: MessageSource, config: SignConfig): Result<S
   const rule = originRule(origin, domainSource.header, canonicalDomain(domainSource.domain));
   if (rule.refuse) return ok({ ...unsigned(rule.note, domainSource.domain, origin) });
 
-  const keys: SigningKey[] = [];
-  const notes: string[] = rule.note ? [rule.note] : [];
-  for (const template of config.templates) {
-    const lookup = lookupKey(template, domainSource.domain, config.qmailHome, config.readFile);
-    if (lookup.kind === 'error') {
-      return fail(failure('READ_KEY', `${lookup.path}: ${lookup.reason}`));
-    }
-    if (lookup.kind === 'none') notes.push(lookup.reason);
-    else if (!keys.some((key) => key.path === lookup.key.path)) keys.push(lookup.key);
-  }
-  if (keys.length === 0) return ok({ ...unsigned(notes.join('; '), domainSource.domain, origin) });
+  const domain = canonicalDomain(domainSource.domain);
+  if (domain === null) return ok(unsigned(`not a valid domain: ${JSON.stringify(domainSource.domain.slice(0, 80))}`, domainSource.domain, origin));
+  const choice = chooseKeys(domain, config);
+  if (!choice.ok) return choice;
+  const notes: string[] = [...(rule.note ? [rule.note] : []), ...choice.value.notes];
+  const chosen = choice.value.keys;
+  if (chosen.length === 0) return ok({ ...unsigned(notes.join('; '), domainSource.domain, origin) });
 
   const time = config.time ?? Math.floor(Date.now() / 1000);
-  const dkim = keys.map((key) => new DkimSigner({ key, time }, head.fields));
-  const dk = domainKeysSigner(head, keys, config.dkCanonicalization ?? 'nofws', notes);
+  const dkim = chosen.map(({ key, options }) => new DkimSigner({ key, time, ...signerOptions(options) }, head.fields));
+  const dk = choice.value.dk ? domainKeysSigner(head, chosen, config.dkCanonicalization ?? 'nofws', notes) : undefined;
+  if (!choice.value.dk) notes.push('dk=no: no DomainKey-Signature');
 
   hashBody(firstBody, rest, normalizer, dkim, dk?.signer, head.hasSeparator);
 
-  const signatures: SignatureInfo[] = keys.map((key, i) => ({
-    type: 'dkim', d: key.domain, s: key.selector, a: (dkim[i] as DkimSigner).algorithm, path: key.path,
+  const signatures: SignatureInfo[] = chosen.map(({ key, source }, i) => ({
+    type: 'dkim', d: key.domain, s: key.selector, a: (dkim[i] as DkimSigner).algorithm, path: key.path, source,
   }));
   const fields = dkim.map((signer) => signer.finish());
   const dkField = dk && finishDomainKeys(dk.signer, notes);
   if (dk && dkField) {
     fields.push(dkField);
-    signatures.push({ type: 'domainkeys', d: dk.key.domain, s: dk.key.selector, a: 'rsa-sha1', path: dk.key.path });
+    signatures.push({ type: 'domainkeys', d: dk.key.domain, s: dk.key.selector, a: 'rsa-sha1', path: dk.key.path, source: dk.source });
   }
   return ok({ prefix: Buffer.concat(fields), signatures, notes, domain: domainSource.domain, origin });
 }
@@ -193,19 +199,29 @@ function hashBody(
   if (tail.length > 0) body(tail);
 }
 
+/** The DKIM signer's settings from a control/dkimkeys line's options. */
+function signerOptions(options: LineOptions): Omit<DkimOptions, 'key' | 'time'> {
+  return {
+    ...(options.expireAfter !== undefined ? { expireAfter: options.expireAfter } : {}),
+    ...(options.identity !== undefined ? { identity: options.identity } : {}),
+    ...(options.oversign !== undefined ? { oversign: options.oversign } : {}),
+  };
+}
+
 /** DomainKeys only ever with an RSA key, and only where libdomainkeys itself would sign. */
-function domainKeysSigner(head: Head, keys: SigningKey[], canonicalization: DkCanonicalization, notes: string[]) {
-  const key = keys.find((candidate) => candidate.type === 'rsa');
-  if (!key) {
+function domainKeysSigner(head: Head, chosen: readonly ChosenKey[], canonicalization: DkCanonicalization, notes: string[]) {
+  const rsa = chosen.find((candidate) => candidate.key.type === 'rsa');
+  if (!rsa) {
     notes.push('no RSA key: no DomainKey-Signature');
     return undefined;
   }
+  const { key, source } = rsa;
   const refusal = domainKeysRefusal(head);
   if (refusal) {
     notes.push(`no DomainKey-Signature: ${refusal}`);
     return undefined;
   }
-  return { key, signer: new DomainKeysSigner({ key, canonicalization }, head) };
+  return { key, source, signer: new DomainKeysSigner({ key, canonicalization }, head) };
 }
 
 /** Hardened OpenSSL policies refuse SHA-1 signatures; then the message goes with DKIM alone. */

@@ -23,13 +23,16 @@ test('no admin or verify package is bundled, nor the logger a delivery loads onl
   }
 });
 
-test('mailauth stays out of the bundle: only its MTA-STS code is loaded, lazily, from node_modules', async () => {
+test('mailauth stays out of the bundle: only its MTA-STS and ARC code are loaded, lazily, from node_modules', async () => {
   const bundle = readFileSync(new URL('../../dist/qmail-remote.cjs', import.meta.url), 'utf8');
   const loads = [...bundle.matchAll(/(require|import)\("(mailauth[^"]*)"\)/g)].map((m) => `${m[1]} ${m[2]}`);
-  assert.deepEqual(loads, ['import mailauth/lib/mta-sts.js'], 'one dynamic import, nothing required at start-up');
+  assert.deepEqual(loads.sort(), ['import mailauth/lib/arc/index.js', 'import mailauth/lib/mta-sts.js'], 'two dynamic imports, nothing required at start-up');
   assert.ok(inputs.includes('src/delivery/tls/mta-sts.ts'));
+  assert.ok(inputs.includes('src/signing/seal.ts'));
   const { createRequire } = await import('node:module');
-  assert.ok(createRequire(new URL('../../dist/qmail-remote.cjs', import.meta.url)).resolve('mailauth/lib/mta-sts.js'));
+  for (const module of ['mailauth/lib/mta-sts.js', 'mailauth/lib/arc/index.js']) {
+    assert.ok(createRequire(new URL('../../dist/qmail-remote.cjs', import.meta.url)).resolve(module));
+  }
 });
 
 test('the byte loops go in as their module bytes, not with their encoder', () => {
