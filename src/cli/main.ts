@@ -58,6 +58,22 @@ export async function main(argv: string[]): Promise<number> {
       'audit every key control/dksign can reach: permissions, key sizes, and with --dns the published records',
       (y) =>
         y
+          .command(
+            'rotate <domain>',
+            'make a new key for DOMAIN beside the current one, print its record, and switch control/dkimkeys to it once DNS serves it',
+            (y) =>
+              y
+                .positional('domain', { type: 'string', demandOption: true })
+                .option('control', CONTROL_OPTION)
+                .option('dns', { type: 'string', describe: 'check the record at this server only (default: the domain\'s authoritative servers)' })
+                .option('selector', { type: 'string', describe: 'the new selector (default sYYYYMMDD)' })
+                .option('type', { alias: 't', choices: ['rsa', 'ed25519'] as const, describe: 'key algorithm (default: the current key\'s)' })
+                .option('bits', { alias: 'b', type: 'number', describe: 'RSA key size in bits (default 2048)' })
+                .option('group', GROUP_OPTION),
+            async (args) => {
+              exitCode = await (await import('./rotate.ts')).rotateCommand(args);
+            },
+          )
           .option('control', CONTROL_OPTION)
           .option('dns', { type: 'string', describe: 'DNS server to check each key\'s TXT record at, e.g. 127.0.0.1 or 127.0.0.1:5353' })
           .option('passwd', PASSWD_OPTION)

@@ -276,7 +276,8 @@ function canAccess(st: Stats, reader: Reader, bit: number): boolean {
   return (st.mode & bit) !== 0;
 }
 
-async function checkDns(resolver: Resolver, entry: KeyEntry, key: KeyObject | undefined): Promise<void> {
+/** Looks up the record of `entry`'s key and adds what is wrong with it to its findings. */
+export async function checkDns(resolver: Resolver, entry: KeyEntry, key: KeyObject | undefined): Promise<void> {
   const name = `${entry.selector}._domainkey.${entry.domain}`;
   const add = (finding: Finding): void => void entry.findings.push(finding);
   entry.dns = { name };
