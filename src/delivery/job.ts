@@ -12,7 +12,7 @@ import { readEntryKey } from '../mail/entry-mark.ts';
 import { sealIfForwarded } from '../signing/seal.ts';
 import { loadTable } from '../signing/config.ts';
 import type { SigningTable } from '../signing/table.ts';
-import { MessageReadError, openMessage, type MessageSource } from '../mail/message.ts';
+import { hasEightBit, MessageReadError, openMessage, type MessageSource } from '../mail/message.ts';
 import type { Reports } from './report.ts';
 import { signMessage, type Signed } from '../signing/sign.ts';
 import type { DeliveryLog } from './log.ts';
@@ -171,6 +171,7 @@ async function signAndDeliver(job: Job, source: MessageSource, log: Outcome['log
     sender: job.sender,
     recips: job.recips,
     message: () => wire(sealed.value.prefix, source),
+    ...messageFacts(sealed.value.prefix, source),
     timeoutConnect: job.control.timeoutConnect,
     timeoutRemote: job.control.timeoutRemote,
     ...(destination.value.auth ? { auth: destination.value.auth } : {}),
@@ -231,6 +232,29 @@ async function route(host: string, control: Control, env: NodeJS.ProcessEnv): Pr
  * normalises line ends as it doubles dots (src/delivery/transparency.ts), in the same pass, so
  * the bytes sent are the normalised text that was signed.
  */
+/**
+ * What MAIL's parameters need: the size, the queue file's and the fields above it (LF line ends
+ * count one byte short of CRLF: RFC 1870 asks for an estimate), and whether any byte is 8-bit,
+ * looked for only when a server offers 8BITMIME, once.
+ */
+function messageFacts(prefix: Buffer, source: MessageSource): { size?: number; eightBit: () => boolean } {
+  let eightBit: boolean | undefined;
+  const size = source.fd === undefined ? undefined : fstatSync(source.fd).size + prefix.length;
+  return {
+    ...(size !== undefined ? { size } : {}),
+    eightBit: () => (eightBit ??= readsEightBit(source)),
+  };
+}
+
+/** A message that cannot be read says so when it is sent (READ_MESSAGE); here it is 7-bit. */
+function readsEightBit(source: MessageSource): boolean {
+  try {
+    return hasEightBit(source.chunks());
+  } catch {
+    return false;
+  }
+}
+
 function* wire(prefix: Buffer, source: MessageSource): Iterable<Buffer> {
   if (prefix.length > 0) yield prefix;
   yield* source.chunks();

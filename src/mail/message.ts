@@ -188,3 +188,12 @@ export function normalisedMessage(source: MessageSource): Buffer {
   for (const chunk of normalised(source)) chunks.push(Buffer.from(chunk));
   return Buffer.concat(chunks);
 }
+
+/** Whether any byte is 0x80 or above; stops at the first. */
+export function hasEightBit(chunks: Iterable<Buffer>): boolean {
+  for (const chunk of chunks) {
+    // latin1 maps each byte to one char; the search runs in V8's regexp engine, not byte by byte in JS.
+    if (/[\x80-\xff]/.test(chunk.toString('latin1'))) return true;
+  }
+  return false;
+}

@@ -88,7 +88,7 @@ async function dialogue(
     if (refused) return refused;
   }
   progress.stage = 'mail';
-  const mail = await wire.command(`MAIL FROM:<${envelope.sender}>`);
+  const mail = await wire.command(`MAIL FROM:<${envelope.sender}>${mailParameters(wire.extensions(), d, envelope)}`);
   if (ended(mail)) return mail.ended;
   if (mail.code >= 400) return smtpReport('SENDER_REJECTED', ip, { reply: mail, softOnly: options.retry });
   progress.stage = 'rcpt';
@@ -109,6 +109,24 @@ async function dialogue(
   if (final.code >= 300) return wire.outOfStep(`${final.code} to the final dot`);
   return smtpReport('ACCEPTED', ip, { reply: final });
 }
+
+/**
+ * The MAIL parameters for what the server announced: SIZE= (RFC 1870) so that it can refuse a
+ * message too large before it is sent (its reply decides, never the announced limit), BODY=8BITMIME
+ * (RFC 6152) for 8-bit content, SMTPUTF8 (RFC 6531) for an 8-bit address. Without the keyword
+ * nothing is added and the line is qmail's.
+ */
+export function mailParameters(extensions: ReadonlySet<string>, d: Delivery, envelope: Envelope): string {
+  const params: string[] = [];
+  if (extensions.has('SIZE') && d.size !== undefined && d.size > 0) params.push(`SIZE=${d.size}`);
+  if (extensions.has('8BITMIME') && d.eightBit?.() === true) params.push('BODY=8BITMIME');
+  if (extensions.has('SMTPUTF8') && [envelope.sender, ...envelope.recips].some((address) => address !== null && EIGHT_BIT.test(address))) {
+    params.push('SMTPUTF8');
+  }
+  return params.map((param) => ` ${param}`).join('');
+}
+
+const EIGHT_BIT = /[\x80-\xff]/;
 
 function wantsTls(reply: SmtpReply, options: SessionOptions): boolean {
   return options.retry && reply.code === TLS_WANTED;

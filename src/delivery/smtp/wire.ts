@@ -40,6 +40,8 @@ export interface Internals {
   _responseActions: Array<(reply: string) => void>;
   _processResponse(): unknown;
   upgrading?: boolean;
+  /** The ESMTP keywords of the last EHLO reply nodemailer knows (SIZE, 8BITMIME, SMTPUTF8, …). */
+  _supportedExtensions?: string[];
 }
 
 export function internalsOf(conn: SMTPConnection): Internals {
@@ -132,6 +134,12 @@ export class Wire {
     return this.step<true>((resolve) => {
       this.conn.connect((error) => (error ? this.end(this.classify(error)) : resolve(true)));
     });
+  }
+
+  /** The ESMTP extensions the server announced, upper case; none after HELO. */
+  extensions(): ReadonlySet<string> {
+    const list = this.internals._supportedExtensions;
+    return new Set(Array.isArray(list) ? list.map((keyword) => String(keyword).toUpperCase()) : []);
   }
 
   login(auth: { user: string; pass: string }): Promise<Step<{ accepted: boolean; reply?: SmtpReply }>> {
