@@ -12,6 +12,7 @@ import { readEntryKey } from '../mail/entry-mark.ts';
 import { sealIfForwarded } from '../signing/seal.ts';
 import { loadTable } from '../signing/config.ts';
 import type { SigningTable } from '../signing/table.ts';
+import { parseFamilyPolicy, withFamilies, type FamilyPolicy } from './family.ts';
 import { hasEightBit, MessageReadError, openMessage, type MessageSource } from '../mail/message.ts';
 import type { Reports } from './report.ts';
 import { signMessage, type Signed } from '../signing/sign.ts';
@@ -39,6 +40,8 @@ interface Control {
   readonly dksign: string[];
   /** control/dkimkeys, when present. */
   readonly table: SigningTable | null;
+  /** control/ipv6: the address families to use, and which first. */
+  readonly families: FamilyPolicy | null;
   /** qmail-send's control/queuelifetime, seconds: how long an entry mark stays good (a day more). */
   readonly queueLifetime: number;
 }
@@ -60,7 +63,9 @@ function readControlFiles(dir: string): Result<Control> {
   const dksign = readControlLines(dir, 'dksign');
   const queueLifetime = readControlInt(dir, 'queuelifetime', QUEUE_LIFETIME);
   const table = loadTable(dir);
-  for (const file of [me, helohost, timeoutConnect, timeoutRemote, smtproutes, dksign, queueLifetime, table]) if (!file.ok) return file;
+  const ipv6 = readControlLine(dir, 'ipv6');
+  const families = ipv6.ok ? parseFamilyPolicy(ipv6.value) : ipv6;
+  for (const file of [me, helohost, timeoutConnect, timeoutRemote, smtproutes, dksign, queueLifetime, table, families]) if (!file.ok) return file;
   const name = (helohost.ok && helohost.value) || (me.ok && me.value);
   if (!name) return fail(failure('READ_CONTROL'));
   return {
@@ -74,6 +79,7 @@ function readControlFiles(dir: string): Result<Control> {
       smtproutes: (smtproutes.ok && smtproutes.value) || [],
       dksign: (dksign.ok && dksign.value) || [],
       table: table.ok ? table.value : null,
+      families: families.ok ? families.value : null,
       queueLifetime: queueLifetime.ok ? queueLifetime.value : QUEUE_LIFETIME,
     },
   };
@@ -224,7 +230,8 @@ function secured(destination: Destination, sts: StsLookup | null, controlDir: st
 async function route(host: string, control: Control, env: NodeJS.ProcessEnv): Promise<Result<Destination>> {
   const resolver = routingResolver(env);
   if (!resolver.ok) return resolver;
-  return resolveDestination(host, parseSmtproutes(control.smtproutes), { resolver: resolver.value });
+  const destination = await resolveDestination(host, parseSmtproutes(control.smtproutes), { resolver: resolver.value });
+  return destination.ok ? withFamilies(destination.value, control.families) : destination;
 }
 
 /**

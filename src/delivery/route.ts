@@ -7,7 +7,7 @@
 //
 // Differences from netqmail's qmail-remote, on purpose:
 //   - IPv6: AAAA records and IPv6 literals are used too; within one MX name the IPv4 addresses
-//     come first, then the IPv6 ones, each in answer order.
+//     come first, then the IPv6 ones, each in answer order (control/ipv6 changes that: family.ts).
 //   - RFC 7505 null MX ("MX 0 .") is a bounce of its own (NULL_MX).
 //   - An smtproutes entry whose port is not a number in 1..65535 defers the deliveries that use
 //     it (READ_CONTROL) instead of connecting to port 0 as scan_ulong() would have it.
