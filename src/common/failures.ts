@@ -28,7 +28,8 @@ export const FAILURES = {
   NULL_MX: { letter: 'D', text: "Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)\n" },
   // MTA-STS enforce (RFC 8461 §5): no MX of the domain is one its policy lists. Deferred, never
   // bounced: the policy or the MX records may be fixed, and queuelifetime ends the wait.
-  NO_ADDRESS_IN_FAMILY: { letter: 'Z', text: 'Sorry, that host has no address of the family control/ipv6 allows. (#4.4.1)\n' },
+  BIND_FAILED: { letter: 'Z', text: 'Unable to use the outgoing address control/outgoingip or control/domainbindings names. (#4.4.0)\n' },
+  NO_ADDRESS_IN_FAMILY: { letter: 'Z', text: 'Sorry, that host has no address of the family I may use (control/ipv6, control/outgoingip). (#4.4.1)\n' },
   STS_NO_MX: { letter: 'Z', text: 'Sorry, no mail exchanger for that domain is listed in its MTA-STS policy. (#4.7.5)\n' },
   MX_IS_ME: {
     letter: 'D',

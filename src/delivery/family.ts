@@ -7,7 +7,8 @@
 //   ipv6-only     never connect over IPv4
 //
 // A host that has addresses only of the family left out is deferred (Z), never bounced: the
-// setting is ours, and changing it delivers the mail.
+// setting is ours, and changing it delivers the mail. The same holds for a source address
+// (binding.ts): it reaches only its own family.
 import { fail, failure, ok, type Result } from '../common/failures.ts';
 import type { Address, Destination } from './route.ts';
 
@@ -47,4 +48,11 @@ function ipv6First(addresses: readonly Address[]): Address[] {
   }
   flush();
   return out;
+}
+
+/** Only the addresses a socket bound to an address of `family` can reach. */
+export function reachableFrom(destination: Destination, family: 4 | 6, why: string): Result<Destination> {
+  const addresses = destination.addresses.filter((address) => address.family === family);
+  if (addresses.length === 0) return fail(failure('NO_ADDRESS_IN_FAMILY', `${why} is IPv${family}: ${destination.host} has only IPv${family === 4 ? 6 : 4} addresses`));
+  return ok({ ...destination, addresses });
 }

@@ -12,7 +12,8 @@ import { readEntryKey } from '../mail/entry-mark.ts';
 import { sealIfForwarded } from '../signing/seal.ts';
 import { loadTable } from '../signing/config.ts';
 import type { SigningTable } from '../signing/table.ts';
-import { parseFamilyPolicy, withFamilies, type FamilyPolicy } from './family.ts';
+import { parseFamilyPolicy, reachableFrom, withFamilies, type FamilyPolicy } from './family.ts';
+import { chooseBinding, type Binding, type BindingFiles } from './binding.ts';
 import { hasEightBit, MessageReadError, openMessage, type MessageSource } from '../mail/message.ts';
 import type { Reports } from './report.ts';
 import { signMessage, type Signed } from '../signing/sign.ts';
@@ -42,6 +43,8 @@ interface Control {
   readonly table: SigningTable | null;
   /** control/ipv6: the address families to use, and which first. */
   readonly families: FamilyPolicy | null;
+  /** control/outgoingip, control/domainbindings, control/helohostbyip. */
+  readonly binding: BindingFiles;
   /** qmail-send's control/queuelifetime, seconds: how long an entry mark stays good (a day more). */
   readonly queueLifetime: number;
 }
@@ -65,7 +68,11 @@ function readControlFiles(dir: string): Result<Control> {
   const table = loadTable(dir);
   const ipv6 = readControlLine(dir, 'ipv6');
   const families = ipv6.ok ? parseFamilyPolicy(ipv6.value) : ipv6;
-  for (const file of [me, helohost, timeoutConnect, timeoutRemote, smtproutes, dksign, queueLifetime, table, families]) if (!file.ok) return file;
+  const outgoingip = readControlLine(dir, 'outgoingip');
+  const domainbindings = readControlLines(dir, 'domainbindings');
+  const helohostbyip = readControlLines(dir, 'helohostbyip');
+  const files = [me, helohost, timeoutConnect, timeoutRemote, smtproutes, dksign, queueLifetime, table, families, outgoingip, domainbindings, helohostbyip];
+  for (const file of files) if (!file.ok) return file;
   const name = (helohost.ok && helohost.value) || (me.ok && me.value);
   if (!name) return fail(failure('READ_CONTROL'));
   return {
@@ -80,6 +87,11 @@ function readControlFiles(dir: string): Result<Control> {
       dksign: (dksign.ok && dksign.value) || [],
       table: table.ok ? table.value : null,
       families: families.ok ? families.value : null,
+      binding: {
+        outgoingip: outgoingip.ok ? outgoingip.value : null,
+        domainbindings: (domainbindings.ok && domainbindings.value) || [],
+        helohostbyip: (helohostbyip.ok && helohostbyip.value) || [],
+      },
       queueLifetime: queueLifetime.ok ? queueLifetime.value : QUEUE_LIFETIME,
     },
   };
@@ -156,13 +168,18 @@ async function signAndDeliver(job: Job, source: MessageSource, log: Outcome['log
   if (!sealed.ok) return { reports: failed(sealed.error), log: { ...log, notes: [sealed.error.cause ?? sealed.error.code] } };
   const signedLog = { ...log, signatures: describe(signed.value), notes: [...signed.value.notes, ...sealed.value.notes] };
 
+  const binding = chooseBinding(job.control.binding, job.sender);
+  if (!binding.ok) return { reports: failed(binding.error), log: { ...signedLog, notes: [...signedLog.notes, binding.error.cause ?? binding.error.code] } };
+  const bound = binding.value;
+  const boundNotes = bound ? [`bind ${bound.address} (${bound.source})`] : [];
+
   // The MTA-STS TXT query goes out beside the MX query: it adds no round trip.
-  const [destination, sts] = await Promise.all([route(job.host, job.control, job.env), stsPolicy(job)]);
+  const [destination, sts] = await Promise.all([route(job.host, job.control, job.env, bound), stsPolicy(job)]);
   if (!destination.ok) {
     const cause = destination.error.cause ? [`dns: ${destination.error.cause}`] : [];
     return { reports: failed(destination.error), log: { ...signedLog, notes: [...signedLog.notes, ...cause] } };
   }
-  const stsNotes = sts === null || sts.source === 'none' ? [] : [describeSts(sts)];
+  const stsNotes = [...boundNotes, ...(sts === null || sts.source === 'none' ? [] : [describeSts(sts)])];
   const addresses = secured(destination.value, sts, job.control.dir);
   if (!addresses.ok) {
     const notes = [...signedLog.notes, ...stsNotes, addresses.error.cause ?? addresses.error.code];
@@ -173,7 +190,8 @@ async function signAndDeliver(job: Job, source: MessageSource, log: Outcome['log
     addresses: addresses.value,
     port: destination.value.port,
     implicitTls: destination.value.port === SMTPS_PORT,
-    helohost: job.control.helohost,
+    helohost: bound?.helohost ?? job.control.helohost,
+    ...(bound ? { localAddress: bound.address } : {}),
     sender: job.sender,
     recips: job.recips,
     message: () => wire(sealed.value.prefix, source),
@@ -227,11 +245,13 @@ function secured(destination: Destination, sts: StsLookup | null, controlDir: st
   return { ok: true, value: out };
 }
 
-async function route(host: string, control: Control, env: NodeJS.ProcessEnv): Promise<Result<Destination>> {
+async function route(host: string, control: Control, env: NodeJS.ProcessEnv, bound: Binding | null): Promise<Result<Destination>> {
   const resolver = routingResolver(env);
   if (!resolver.ok) return resolver;
   const destination = await resolveDestination(host, parseSmtproutes(control.smtproutes), { resolver: resolver.value });
-  return destination.ok ? withFamilies(destination.value, control.families) : destination;
+  if (!destination.ok) return destination;
+  const ordered = withFamilies(destination.value, control.families);
+  return ordered.ok && bound ? reachableFrom(ordered.value, bound.family, bound.source) : ordered;
 }
 
 /**

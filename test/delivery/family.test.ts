@@ -55,7 +55,7 @@ test('ipv4-only and ipv6-only never connect to the other family; nothing of thei
   assert.deepEqual((await deliver(BOTH, 'ipv4-only\n')), { report: 'r\0K127.0.0.1 accepted message.\nRemote host said: 250 queued\n\0', v4: 1, v6: 0 });
   assert.deepEqual((await deliver(BOTH, 'ipv6-only\n')), { report: 'r\0K::1 accepted message.\nRemote host said: 250 queued\n\0', v4: 0, v6: 1 });
   const onlyV6 = await deliver({ aaaa: BOTH.aaaa ?? [] }, 'ipv4-only\n');
-  assert.deepEqual(onlyV6, { report: 'ZSorry, that host has no address of the family control/ipv6 allows. (#4.4.1)\n\0', v4: 0, v6: 0 });
+  assert.deepEqual(onlyV6, { report: 'ZSorry, that host has no address of the family I may use (control/ipv6, control/outgoingip). (#4.4.1)\n\0', v4: 0, v6: 0 });
   const onlyV4 = await deliver({ a: BOTH.a ?? [] }, 'ipv6-only\n');
   assert.equal(onlyV4.report[0], 'Z');
   assert.equal(onlyV4.v4, 0);

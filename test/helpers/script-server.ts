@@ -75,6 +75,8 @@ export interface ScriptSession {
   closed: Promise<void>;
   /** The SNI name the client sent in a TLS handshake, if any ('' for a handshake without one). */
   servername?: string;
+  /** The client's address, as the server saw it. */
+  readonly remoteAddress: string;
 }
 
 export interface ScriptServer {
@@ -142,6 +144,7 @@ function serve(raw: Socket, script: Script, index: number): ScriptSession {
     wire: [],
     messages: [],
     closed: new Promise<void>((resolve) => (markClosed = resolve)),
+    remoteAddress: raw.remoteAddress ?? '',
   };
   raw.on('close', () => markClosed());
   raw.on('error', () => undefined);

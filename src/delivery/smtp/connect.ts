@@ -5,23 +5,34 @@ import { connect, type Socket } from 'node:net';
 // setTimeout turns anything longer into 1 ms, with a warning on stderr (the report pipe).
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** qmail's timeoutconn(): the connected socket, or null when it fails or takes too long. */
-export function connectTcp(ip: string, port: number, timeoutMs: number): Promise<Socket | null> {
+/** The source address could not be bound: this host does not have it, or it is taken. */
+export const BIND_FAILED = 'bind-failed';
+const BIND_ERRORS = new Set(['EADDRNOTAVAIL', 'EADDRINUSE', 'EINVAL', 'EAFNOSUPPORT']);
+
+/**
+ * qmail's timeoutconn(): the connected socket, or null when it fails or takes too long, or
+ * BIND_FAILED when the source address `localAddress` cannot be used (binding.ts).
+ */
+export function connectTcp(ip: string, port: number, timeoutMs: number, localAddress?: string): Promise<Socket | null | typeof BIND_FAILED> {
   return new Promise((resolve) => {
     let socket: Socket;
     try {
-      socket = connect({ host: ip, port, noDelay: true });
+      socket = connect({ host: ip, port, noDelay: true, ...(localAddress !== undefined ? { localAddress } : {}) });
     } catch {
       resolve(null); // a bad port or address: as unreachable as a refused one
       return;
     }
+    let bindFailed = false;
     const settle = (connected: boolean): void => {
       clearTimeout(timer);
       socket.removeListener('error', onError);
       if (!connected) socket.destroy();
-      resolve(connected ? socket : null);
+      resolve(connected ? socket : bindFailed ? BIND_FAILED : null);
     };
-    const onError = (): void => settle(false);
+    const onError = (error: NodeJS.ErrnoException): void => {
+      bindFailed = localAddress !== undefined && error.syscall === 'bind' && BIND_ERRORS.has(error.code ?? '');
+      settle(false);
+    };
     const timer = setTimeout(() => settle(false), timeoutMs);
     socket.once('error', onError);
     socket.once('connect', () => {

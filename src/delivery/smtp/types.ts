@@ -37,6 +37,8 @@ export interface Delivery {
   auth?: { user: string; pass: string };
   /** Implicit TLS (SMTPS, smtproutes port 465): the handshake comes before the greeting. */
   implicitTls?: boolean;
+  /** The source address to bind (control/outgoingip, control/domainbindings). */
+  localAddress?: string;
   /** The message's size in bytes as far as known (queue file and signature fields), for SIZE= (RFC 1870). */
   size?: number;
   /** Whether the message has 8-bit bytes, for BODY=8BITMIME (RFC 6152); asked only of a server that offers it. */
