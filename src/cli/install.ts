@@ -7,6 +7,7 @@ import { qmailHome } from '../common/control.ts';
 import { checkNode, defaultTarget, install, InstallError, makeStsCache, safeCacheDir, uninstall } from '../install/shim.ts';
 import { findUser, readAccounts, PASSWD_FILE } from '../keys/accounts.ts';
 import { makeEntryKey } from '../install/entry-key.ts';
+import { makeTcpto6 } from '../install/tcpto6.ts';
 import { say } from './output.ts';
 import { EXIT_OK, EXIT_TEMPORARY, EXIT_USAGE } from './exit-codes.ts';
 
@@ -45,6 +46,7 @@ export function installCommand(args: InstallArgs): number {
       const accounts = readAccounts(args.passwd ?? PASSWD_FILE);
       const qmailr = findUser(accounts, 'qmailr') ?? null;
       for (const line of makeStsCache(home, qmailr)) say(line);
+      for (const line of makeTcpto6(home, qmailr)) say(line);
       const smtpd = findUser(accounts, args.smtpdUser ?? 'qmaild') ?? null;
       for (const line of makeEntryKey(home, { smtpd, remote: qmailr })) say(line);
     }

@@ -14,6 +14,7 @@ import { loadTable } from '../signing/config.ts';
 import type { SigningTable } from '../signing/table.ts';
 import { parseFamilyPolicy, reachableFrom, withFamilies, type FamilyPolicy } from './family.ts';
 import { chooseBinding, type Binding, type BindingFiles } from './binding.ts';
+import { tcptoTable } from './tcpto.ts';
 import { hasEightBit, MessageReadError, openMessage, type MessageSource } from '../mail/message.ts';
 import type { Reports } from './report.ts';
 import { signMessage, type Signed } from '../signing/sign.ts';
@@ -192,6 +193,7 @@ async function signAndDeliver(job: Job, source: MessageSource, log: Outcome['log
     implicitTls: destination.value.port === SMTPS_PORT,
     helohost: bound?.helohost ?? job.control.helohost,
     ...(bound ? { localAddress: bound.address } : {}),
+    tcpto: tcptoTable(qmailHome(job.env)),
     sender: job.sender,
     recips: job.recips,
     message: () => wire(sealed.value.prefix, source),

@@ -28,7 +28,7 @@
 //   - The host arrives as bytes (one char per byte, see argv.ts). Valid UTF-8 is asked as that
 //     text; other bytes are asked as Latin-1 characters (c-ares takes UTF-8 only) and quoted
 //     in reports byte for byte.
-//   - No tcpto: qmail's table of hosts that timed out is optional (docs/qmail-remote.md §5.4) and left out.
+//   - tcpto (docs/qmail-remote.md §5.4) is applied when connecting, not here: src/delivery/tcpto.ts.
 //   - No CNAME rewriting of the host.
 import { makeResolver, serverList, type ResolverOptions } from '../common/dns.ts';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';

@@ -115,6 +115,22 @@ test('install makes control/entrykey: 64 hex digits, mode 0440, owner qmaild, gr
   assert.match(noUsers.stderr, /no user qmaild and qmailr: make it readable by the users qmail-smtpd and qmail-remote run as/);
 });
 
+test('install makes queue/lock/tcpto6 beside qmail\'s tcpto (2048 zeros, 0644, qmailr), only in a qmail home with queue/lock', () => {
+  const { home } = scratchHome();
+  mkdirSync(join(home, 'queue', 'lock'), { recursive: true });
+  const passwd = join(home, 'passwd');
+  writeFileSync(passwd, 'qmailr:x:4242:4343::/var/qmail:/bin/false\n');
+  const installed = cli(['install', '--passwd', passwd], home);
+  assert.equal(installed.status, 0, installed.stderr);
+  const path = join(home, 'queue', 'lock', 'tcpto6');
+  assert.deepEqual(readFileSync(path), Buffer.alloc(2048));
+  assert.equal(statSync(path).mode & 0o777, 0o644);
+  if (process.getuid?.() === 0) assert.deepEqual([statSync(path).uid, statSync(path).gid], [4242, 4343]);
+  const { home: bare } = scratchHome();
+  assert.equal(cli(['install'], bare).status, 0);
+  assert.equal(existsSync(join(bare, 'queue')), false, 'no queue/lock: nothing made');
+});
+
 test('a shim whose Node has gone reports Z and exits 0', () => {
   const { home, target } = scratchHome();
   const fakeNode = join(home, 'node');

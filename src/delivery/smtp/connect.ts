@@ -7,13 +7,15 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** The source address could not be bound: this host does not have it, or it is taken. */
 export const BIND_FAILED = 'bind-failed';
+/** timeoutconnect passed: what qmail's tcpto counts. */
+export const TIMED_OUT = 'timed-out';
 const BIND_ERRORS = new Set(['EADDRNOTAVAIL', 'EADDRINUSE', 'EINVAL', 'EAFNOSUPPORT']);
 
 /**
- * qmail's timeoutconn(): the connected socket, or null when it fails or takes too long, or
- * BIND_FAILED when the source address `localAddress` cannot be used (binding.ts).
+ * qmail's timeoutconn(): the connected socket; TIMED_OUT when it takes too long; null when it
+ * fails otherwise; BIND_FAILED when the source address `localAddress` cannot be used (binding.ts).
  */
-export function connectTcp(ip: string, port: number, timeoutMs: number, localAddress?: string): Promise<Socket | null | typeof BIND_FAILED> {
+export function connectTcp(ip: string, port: number, timeoutMs: number, localAddress?: string): Promise<Socket | null | typeof BIND_FAILED | typeof TIMED_OUT> {
   return new Promise((resolve) => {
     let socket: Socket;
     try {
@@ -23,17 +25,21 @@ export function connectTcp(ip: string, port: number, timeoutMs: number, localAdd
       return;
     }
     let bindFailed = false;
+    let timedOut = false;
     const settle = (connected: boolean): void => {
       clearTimeout(timer);
       socket.removeListener('error', onError);
       if (!connected) socket.destroy();
-      resolve(connected ? socket : bindFailed ? BIND_FAILED : null);
+      resolve(connected ? socket : bindFailed ? BIND_FAILED : timedOut ? TIMED_OUT : null);
     };
     const onError = (error: NodeJS.ErrnoException): void => {
       bindFailed = localAddress !== undefined && error.syscall === 'bind' && BIND_ERRORS.has(error.code ?? '');
       settle(false);
     };
-    const timer = setTimeout(() => settle(false), timeoutMs);
+    const timer = setTimeout(() => {
+      timedOut = true;
+      settle(false);
+    }, timeoutMs);
     socket.once('error', onError);
     socket.once('connect', () => {
       // Commands are small writes answered one at a time; Nagle would hold each back until

@@ -5,7 +5,7 @@
 // touches its internals. Never throws, never prints: every outcome is a catalogued report.
 import { failure } from '../../common/failures.ts';
 import type { TlsRequirement } from '../tls/requirement.ts';
-import { BIND_FAILED, connectTcp, milliseconds } from './connect.ts';
+import { BIND_FAILED, connectTcp, milliseconds, TIMED_OUT } from './connect.ts';
 import { checkEnvelope, type Envelope } from './envelope.ts';
 import { session, type Session } from './dialogue.ts';
 import { result } from './result.ts';
@@ -33,9 +33,12 @@ async function attempt(d: Delivery): Promise<DeliveryResult> {
   let unsafe: DeliveryResult | null = null;
   for (const address of d.addresses) {
     const requirement = address.tls ?? OPPORTUNISTIC;
+    // qmail's tcpto: a host that timed out twice lately is not tried (tcpto.ts).
+    if (d.tcpto?.skip(address.ip)) continue;
     const socket = await connectTcp(address.ip, d.port, milliseconds(d.timeoutConnect), d.localAddress);
     if (socket === BIND_FAILED) return result([], failure('BIND_FAILED', `${d.localAddress ?? ''} to ${address.ip}`), 'connect');
-    if (!socket) continue;
+    d.tcpto?.record(address.ip, socket === TIMED_OUT);
+    if (socket === null || socket === TIMED_OUT) continue;
     const options = { startTls: true, retry: false, requirement, implicit: d.implicitTls === true };
     const first = await session(socket, address.ip, d, envelope, options);
     if (first.ending.code === 'TLS_UNVERIFIED') {
@@ -57,7 +60,7 @@ async function attempt(d: Delivery): Promise<DeliveryResult> {
  */
 async function retryWithoutTls(ip: string, d: Delivery, envelope: Envelope, first: Session, requirement: TlsRequirement): Promise<DeliveryResult> {
   const socket = await connectTcp(ip, d.port, milliseconds(d.timeoutConnect), d.localAddress);
-  if (!socket || socket === BIND_FAILED) return sessionResult(first, ip);
+  if (socket === null || socket === BIND_FAILED || socket === TIMED_OUT) return sessionResult(first, ip);
   return sessionResult(await session(socket, ip, d, envelope, { startTls: false, retry: true, requirement, implicit: false }), ip);
 }
 

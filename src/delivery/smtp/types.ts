@@ -4,6 +4,7 @@ import type { TlsRequirement } from '../tls/requirement.ts';
 import type { TlsLog } from '../log.ts';
 import type { Failure, SmtpOutcome } from '../../common/failures.ts';
 import type { Reports } from '../report.ts';
+import type { Tcpto } from '../tcpto.ts';
 
 export interface DeliveryAddress {
   ip: string;
@@ -37,6 +38,8 @@ export interface Delivery {
   auth?: { user: string; pass: string };
   /** Implicit TLS (SMTPS, smtproutes port 465): the handshake comes before the greeting. */
   implicitTls?: boolean;
+  /** qmail's table of hosts that timed out (src/delivery/tcpto.ts); none when absent. */
+  tcpto?: Tcpto;
   /** The source address to bind (control/outgoingip, control/domainbindings). */
   localAddress?: string;
   /** The message's size in bytes as far as known (queue file and signature fields), for SIZE= (RFC 1870). */
