@@ -15,24 +15,7 @@ import re
 import sys
 
 import dkim
-import dns.exception
-import dns.message
-import dns.query
-import dns.rdatatype
-
-
-def txt_lookup(address, port):
-    def dnsfunc(name, timeout=5):
-        query = dns.message.make_query(name.decode("ascii"), dns.rdatatype.TXT)
-        try:
-            response, _ = dns.query.udp_with_fallback(query, address, timeout=timeout, port=port)
-        except (dns.exception.DNSException, OSError) as e:
-            raise dkim.DnsTimeoutError(str(e))
-        for rrset in response.answer:
-            if rrset.rdtype == dns.rdatatype.TXT:
-                return b"".join(next(iter(rrset)).strings)
-        return None
-    return dnsfunc
+from dkimpy_dns import txt_lookup
 
 
 def main():
