@@ -22,7 +22,6 @@
 // file, which POSIX makes atomic with a writer's 16-byte write(2), and skipping the lock
 // spares every delivery a process. Without the files, write access or flock(1), nothing is
 // recorded and nothing is skipped: tcpto never fails a delivery.
-import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import { join } from 'node:path';
@@ -161,6 +160,9 @@ function withLock(path: string, layout: Layout, work: (fd: number, table: Buffer
     return; // no table, or not ours to write: nothing recorded
   }
   try {
+    // Loaded here, not at start-up: node:child_process brings a dozen modules every delivery
+    // would pay for, and only a timeout or a recorded host gets this far.
+    const { spawnSync } = process.getBuiltinModule('node:child_process');
     const locked = spawnSync(FLOCK, ['-x', '-w', LOCK_WAIT_SECONDS, '3'], { stdio: ['ignore', 'ignore', 'ignore', fd], timeout: 10_000 });
     if (locked.status !== 0) return;
     const buffer = Buffer.alloc(RECORDS * layout.size);
