@@ -14,8 +14,9 @@ import {
   mkdtempSync, mkdirSync, writeFileSync, copyFileSync, readFileSync, symlinkSync, truncateSync, existsSync, chmodSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Homes } from '../helpers/qmail-remote-rig.ts';
 import { startScriptServer, type ScriptServer, type Script } from '../helpers/script-server.ts';
 import { MAX_CONTROL_BYTES } from '../../src/common/control.ts';
 import { MAX_KEY_BYTES } from '../../src/signing/keys.ts';
@@ -95,14 +96,10 @@ function runPiped(args: readonly string[], options: PipeOptions = {}): Promise<O
   });
 }
 
-let controls = 0;
-/** A control directory routed to the scripted server; `files` overrides or adds files. */
+const homes = new Homes('qrd-matrix-input-homes-');
+/** The control directory of a new qmail home routed to the scripted server; `files` overrides or adds files. */
 function control(files: Record<string, string> = {}, port = server.port): string {
-  const dir = join(work, `control${controls++}`);
-  mkdirSync(dir);
-  const all = { me: 'mail.example.com\n', dksign: `${keyRoot}/%/default\n`, smtproutes: `:127.0.0.1:${port}\n`, timeoutremote: '10\n', ...files };
-  for (const [name, text] of Object.entries(all)) writeFileSync(join(dir, name), text);
-  return dir;
+  return join(homes.home({ dksign: `${keyRoot}/%/default\n`, smtproutes: `:127.0.0.1:${port}\n`, timeoutremote: '10\n', ...files }, { me: 'mail.example.com\n' }), 'control');
 }
 
 const ARGS = ['example.net', 'alice@example.com', 'bob@example.net'];
@@ -153,7 +150,7 @@ test('a control file exactly at the limit is read', async () => {
 
 for (const [kind, make] of Object.entries(hostileFiles(MAX_KEY_BYTES))) {
   test(`the key is ${kind}: Z READ_KEY before any connection`, async () => {
-    const root = join(work, `keys-${controls}`);
+    const root = homes.path('keys');
     mkdirSync(join(root, 'example.com'), { recursive: true });
     make(join(root, 'example.com', 'default'));
     const sessions = server.sessions.length;
@@ -172,13 +169,13 @@ test('a key named relative to QMAILHOME that is a FIFO: Z READ_KEY', async () =>
 // The log never changes the report: a target that cannot take the line drops it.
 const hostileLogs: Record<string, () => string> = {
   ...Object.fromEntries(Object.entries(hostileFiles(0)).filter(([kind]) => kind !== 'one byte over the limit').map(([kind, make]) => [kind, () => {
-    const path = join(work, `log-${controls++}`);
+    const path = homes.path('log');
     make(path);
     return path;
   }])),
   '/dev/null': () => '/dev/null',
   'a read-only file': () => {
-    const path = join(work, `log-${controls++}`);
+    const path = homes.path('log');
     writeFileSync(path, '');
     chmodSync(path, 0o444);
     return path;
@@ -228,7 +225,7 @@ const hostileInput: Record<string, () => string> = {
   closed: () => 'closed',
   'a directory': () => `dir:${work}`,
   'open for writing only': () => {
-    const path = join(work, `wo-${controls++}.eml`);
+    const path = homes.path('wo.eml');
     copyFileSync(SIMPLE, path);
     return `write:${path}`;
   },
@@ -256,7 +253,8 @@ test('CONTROLDIR missing, a FIFO, or a file: "Unable to read control files"', as
 
 test('a relative CONTROLDIR is under QMAILHOME; an empty environment otherwise changes nothing', async () => {
   const dir = control();
-  expectOutcome(await runPiped(ARGS, { env: { QMAILHOME: work, CONTROLDIR: dir.slice(work.length + 1) } }), K);
+  const home = dirname(dir);
+  expectOutcome(await runPiped(ARGS, { env: { QMAILHOME: dirname(home), CONTROLDIR: dir.slice(dirname(home).length + 1) } }), K);
   expectOutcome(await runPiped(ARGS, { env: { CONTROLDIR: dir, HOME: '/nonexistent', TMPDIR: '/nonexistent', LANG: 'xx_XX.bogus', TZ: ':/dev/zero' } }), K);
 });
 
@@ -316,9 +314,9 @@ test('hostile From: domains open no path outside the key root', async (t) => {
   }
   const domains = ['../canary', 'sub/dir.example.com', '..', 'example.com/../../canary', '%2e%2e', '[127.0.0.1]', '*'];
   for (const domain of domains) {
-    const message = join(work, `hostile-${controls++}.eml`);
+    const message = homes.path('hostile.eml');
     writeFileSync(message, `From: mallory@${domain}\nTo: bob@example.net\nSubject: escape\n\nHi\n`);
-    const trace = join(work, `trace-${controls++}`);
+    const trace = homes.path('trace');
     const outcome = await deliver(control({ dksign: `${keyRoot}/%/default\n` }),
       { stdin: `file:${message}`, prefix: ['/usr/bin/strace', '-f', '-qq', '-e', 'trace=open,openat,openat2', '-o', trace] });
     expectOutcome(outcome, K);
@@ -328,7 +326,7 @@ test('hostile From: domains open no path outside the key root', async (t) => {
     assert.ok(!opened.some((path) => path.includes('canary') || path.includes('dir.example.com')), JSON.stringify(domain));
   }
   // The same trace of an ordinary sender shows its key being opened: the check above can fail.
-  const trace = join(work, `trace-${controls++}`);
+  const trace = homes.path('trace');
   expectOutcome(await deliver(control(), { prefix: ['/usr/bin/strace', '-f', '-qq', '-e', 'trace=open,openat,openat2', '-o', trace] }), K);
   assert.match(readFileSync(trace, 'latin1'), new RegExp(`open(at2?)?\\((AT_FDCWD, )?"${keyRoot}/example\\.com/default"`));
 });

@@ -14,10 +14,11 @@
 // test checks that its counts are the ones run here.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Homes } from '../helpers/qmail-remote-rig.ts';
 import { run, type Run } from '../helpers/run.ts';
 import { freePort } from '../helpers/ports.ts';
 import { startScriptServer, type Script, type ScriptServer } from '../helpers/script-server.ts';
@@ -251,14 +252,10 @@ after(async () => {
   await big?.remove();
 });
 
-let controls = 0;
+const homes = new Homes('qrd-matrix-homes-');
+/** The control directory of a new qmail home (test/helpers/qmail-remote-rig.ts), with 2 s timeouts. */
 function control(files: Record<string, string>): string {
-  const dir = join(work, `control${controls++}`);
-  mkdirSync(dir);
-  for (const [name, text] of Object.entries({ me: 'mail.example.com\n', timeoutremote: '2\n', timeoutconnect: '2\n', ...files })) {
-    writeFileSync(join(dir, name), text);
-  }
-  return dir;
+  return join(homes.home({ timeoutremote: '2\n', timeoutconnect: '2\n', ...files }), 'control');
 }
 
 /** Runs bin/qmail-remote with the arguments as bytes (through exec, as qmail-rspawn passes them). */
@@ -279,7 +276,7 @@ async function qmailRemote(c: Case, args: readonly string[], controlDir: string)
   const script = `${assigns}; exec ${node.map((p) => `'${p}'`).join(' ')} ${argv}${redirect}`;
   let fd: number | undefined;
   if (c.stdin === 'directory') fd = openSync(work, 'r');
-  else if (c.stdin === 'write-only') fd = openSync(join(work, `sink${controls}`), 'w');
+  else if (c.stdin === 'write-only') fd = openSync(homes.path('sink'), 'w');
   else if (c.stdin === 'zero') fd = openSync('/dev/zero', 'r');
   else if (c.stdin === undefined) fd = openSync(c.bigMessage ? big.path : SIMPLE, 'r');
   try {

@@ -7,6 +7,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Homes } from '../helpers/qmail-remote-rig.ts';
 import { createServer } from 'node:net';
 import { run } from '../../src/delivery/job.ts';
 import { startScriptServer } from '../helpers/script-server.ts';
@@ -15,13 +16,11 @@ import { freePort } from '../helpers/ports.ts';
 const SIMPLE = fileURLToPath(new URL('../fixtures/simple.eml', import.meta.url));
 const RSA_KEY = fileURLToPath(new URL('../fixtures/keys/example.com/default', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'qrd-job-'));
-let dirs = 0;
 
+const homes = new Homes('qrd-job-homes-');
+/** The control directory of a new qmail home (test/helpers/qmail-remote-rig.ts). */
 function control(files: Record<string, string>): string {
-  const dir = join(work, `control${dirs++}`);
-  mkdirSync(dir);
-  for (const [name, text] of Object.entries({ me: 'mail.example.com\n', timeoutconnect: '5\n', timeoutremote: '5\n', ...files })) writeFileSync(join(dir, name), text);
-  return dir;
+  return join(homes.home(files), 'control');
 }
 
 async function job(args: string[], env: Record<string, string>) {

@@ -7,8 +7,9 @@ import { runNode, type Run } from '../helpers/run.ts';
 import { freePort } from '../helpers/ports.ts';
 import { mkdtempSync, mkdirSync, writeFileSync, openSync, closeSync, copyFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Homes, qmailRemote as runQmailRemote } from '../helpers/qmail-remote-rig.ts';
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { startScriptServer, type Script } from '../helpers/script-server.ts';
 import { startDns, type DnsServer } from '../helpers/dnsmasq.ts';
@@ -40,28 +41,16 @@ after(async () => {
   await dns?.stop();
 });
 
-let controls = 0;
-/** A control directory; `files` overrides or adds control files. */
+const homes = new Homes('qrd-e2e-homes-');
+/** The control directory of a new qmail home (test/helpers/qmail-remote-rig.ts); `files` overrides or adds files. */
 function control(files: Record<string, string>): string {
-  const dir = join(work, `control${controls++}`);
-  mkdirSync(dir);
-  const all = { me: 'mail.example.com\n', dksign: `${keys}/%/default\n`, timeoutremote: '5\n', timeoutconnect: '5\n', ...files };
-  for (const [name, text] of Object.entries(all)) writeFileSync(join(dir, name), text);
-  return dir;
+  return join(homes.home({ dksign: `${keys}/%/default\n`, ...files }), 'control');
 }
 
-async function qmailRemote(args: string[], controlDir: string, message = SIMPLE, env: Record<string, string> = {}): Promise<Run> {
-  const fd = openSync(message, 'r');
-  try {
-    return await runNode(QMAIL_REMOTE, args, {
-      stdin: fd,
-      env: { PATH: process.env.PATH ?? '', CONTROLDIR: controlDir, QMAILREMOTE_DNS: dns.server, ...env },
-    });
-  } finally {
-    closeSync(fd);
-  }
+/** bin/qmail-remote through the shared rig, with this control directory and the test DNS server. */
+function qmailRemote(args: string[], controlDir: string, message = SIMPLE, env: Record<string, string> = {}): Promise<Run> {
+  return runQmailRemote({ home: dirname(controlDir), args, message, dns: dns.server, env: { CONTROLDIR: controlDir, ...env } });
 }
-
 
 /** Runs qmail-remote against a scripted server routed through smtproutes. */
 async function against(script: Script, recips = ['bob@example.net'], sender = 'alice@example.com', message = SIMPLE) {

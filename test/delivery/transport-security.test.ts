@@ -9,6 +9,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, r
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Homes } from '../helpers/qmail-remote-rig.ts';
 import { run as runCommand, runNode, type Run, type RunOptions } from '../helpers/run.ts';
 import { startScriptServer, type Script, type ScriptServer, type TlsIdentity } from '../helpers/script-server.ts';
 import { startDns, type DnsRecords, type DnsServer } from '../helpers/dnsmasq.ts';
@@ -50,14 +51,12 @@ function tcase(cls: Class, name: string, body: () => Promise<void>): void {
   });
 }
 
-let homes = 0;
-/** A qmail home with control/ (and the files given) and, unless told otherwise, mta-sts/. */
+const homes = new Homes('qrd-tls-homes-');
+/** A qmail home (test/helpers/qmail-remote-rig.ts) with control/tlshosts/ and, unless told otherwise, mta-sts/. */
 function home(files: Record<string, string> = {}, withCache = true): string {
-  const dir = join(work, `home${homes++}`);
+  const dir = homes.home(files);
   mkdirSync(join(dir, 'control', 'tlshosts'), { recursive: true });
   if (withCache) mkdirSync(join(dir, 'mta-sts'), { mode: 0o700 });
-  const all = { me: 'mail.example.com\n', timeoutremote: '5\n', timeoutconnect: '5\n', ...files };
-  for (const [name, text] of Object.entries(all)) writeFileSync(join(dir, 'control', name), text);
   return dir;
 }
 

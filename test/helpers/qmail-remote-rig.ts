@@ -4,7 +4,7 @@
 // apart so a test can assert that nothing reached it.
 import { closeSync, mkdirSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runNode, type Run } from './run.ts';
 
@@ -28,7 +28,10 @@ export class Homes {
     const home = join(this.root, `home${this.count++}`);
     mkdirSync(join(home, 'control'), { recursive: true });
     for (const [name, text] of Object.entries({ ...defaults, ...files })) {
-      if (text !== '') writeFileSync(join(home, 'control', name), text);
+      if (text === '') continue;
+      // A name may hold a folder (tlshosts/mx.example.net.pem).
+      mkdirSync(dirname(join(home, 'control', name)), { recursive: true });
+      writeFileSync(join(home, 'control', name), text);
     }
     return home;
   }
