@@ -6,6 +6,7 @@
 import { entryFacts, markVerifies, splitMark, type EntryFacts } from '../mail/entry-mark.ts';
 import type { MessageSource } from '../mail/message.ts';
 import type { Head } from '../mail/header.ts';
+import { headerBeyondBounds } from '../mail/header-bounds.ts';
 
 /** What qmail-dkverify recorded on entry, read back from its own field. */
 export interface Claims {
@@ -25,6 +26,8 @@ export type Origin =
       readonly claims: Claims;
       /** The field's results (authserv-id first) without the mark: the ARC-Authentication-Results payload. */
       readonly results: string;
+      /** Why mailauth may not be given this header to seal (src/mail/header-bounds.ts), if so. */
+      readonly unsealable?: string;
     };
 
 export interface OriginOptions {
@@ -59,7 +62,8 @@ export function originOf(head: Head, source: MessageSource, options: OriginOptio
     if (!markVerifies(options.key, mark)) continue;
     here ??= entryFacts(source, options.now);
     if (here.bh !== mark.facts.bh) continue;
-    return { kind: 'outside', facts: mark.facts, claims: claimsOf(mark.results), results: mark.results.trim() };
+    const beyond = headerBeyondBounds(head);
+    return { kind: 'outside', facts: mark.facts, claims: claimsOf(mark.results), results: mark.results.trim(), ...(beyond ? { unsealable: beyond } : {}) };
   }
   return { kind: 'local', note: 'an entry mark that does not verify (forged, stale or from another message): local mail' };
 }

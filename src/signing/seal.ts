@@ -99,6 +99,8 @@ export interface SealConfig {
  */
 export async function sealIfForwarded(signed: Signed, source: MessageSource, config: SealConfig): Promise<Result<{ prefix: Buffer; notes: string[] }>> {
   if (signed.origin.kind !== 'outside') return ok({ prefix: signed.prefix, notes: [] });
+  // mailauth's parsers are quadratic in some headers a stranger can write: never hand it those.
+  if (signed.origin.unsealable) return ok({ prefix: signed.prefix, notes: [`no ARC seal: ${signed.origin.unsealable}`] });
   const key = sealingKey(config.templates, config.me, config.qmailHome, config.table);
   if (key.kind === 'error') return fail(failure('READ_KEY', `${key.path}: ${key.reason}`));
   if (key.kind === 'none') return ok({ prefix: signed.prefix, notes: [`no ARC seal: ${key.reason}`] });

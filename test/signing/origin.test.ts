@@ -8,6 +8,7 @@ import { claimsOf, originOf, authenticatedOnEntry, type OriginOptions } from '..
 import { entryFacts, markComment, splitMark } from '../../src/mail/entry-mark.ts';
 import { bufferSource } from '../../src/mail/message.ts';
 import { HeadReader, type Head } from '../../src/mail/header.ts';
+import { sealIfForwarded } from '../../src/signing/seal.ts';
 
 const KEY = Buffer.from('0123456789abcdef0123456789abcdef');
 const NOW = 1_800_000_000;
@@ -83,4 +84,18 @@ test('hostile fields: a huge field and thousands of marked fields are read withi
   const origin = originOfText(many);
   assert.equal(origin.kind, 'local');
   assert.match(origin.kind === 'local' ? (origin.note ?? '') : '', /does not verify/);
+});
+
+test('a forward whose header mailauth\'s parsers are quadratic in is marked unsealable, and sealing says so', async () => {
+  const folded = `X-Long: a\r\n${' b\r\n'.repeat(1500)}`;
+  const text = entered().replace('Subject: hi\r\n', `Subject: hi\r\n${folded}`);
+  // The mark was made over this body; the extra field only changes the head.
+  const origin = originOfText(text);
+  assert.equal(origin.kind, 'outside');
+  assert.match(origin.kind === 'outside' ? (origin.unsealable ?? '') : '', /more than 1000 lines/);
+  const sealed = await sealIfForwarded({ prefix: Buffer.alloc(0), signatures: [], notes: [], origin }, bufferSource(Buffer.from(text, 'latin1')), {
+    templates: ['/nonexistent/%/default'], me: 'mx.example.com', qmailHome: '/', time: NOW,
+  });
+  assert.ok(sealed.ok);
+  assert.deepEqual(sealed.value.notes, ['no ARC seal: a header field of more than 1000 lines']);
 });
