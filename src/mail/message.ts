@@ -8,6 +8,7 @@
 import { fstatSync, openSync, readSync, unlinkSync, closeSync, createReadStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { isAscii } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { AFTER_CR, Kernel, PIECE } from '../canon/kernels.ts';
 import { writeAll } from '../common/sync-io.ts';
@@ -189,11 +190,8 @@ export function normalisedMessage(source: MessageSource): Buffer {
   return Buffer.concat(chunks);
 }
 
-/** Whether any byte is 0x80 or above; stops at the first. */
+/** Whether any byte is 0x80 or above; stops at the first. node:buffer's isAscii() is SIMD code. */
 export function hasEightBit(chunks: Iterable<Buffer>): boolean {
-  for (const chunk of chunks) {
-    // latin1 maps each byte to one char; the search runs in V8's regexp engine, not byte by byte in JS.
-    if (/[\x80-\xff]/.test(chunk.toString('latin1'))) return true;
-  }
+  for (const chunk of chunks) if (!isAscii(chunk)) return true;
   return false;
 }
