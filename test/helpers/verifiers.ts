@@ -1,5 +1,5 @@
 // Runs the independent verifiers in test/verify/ on a message: Perl Mail::DKIM
-// (DomainKeys and DKIM) and dkimpy (DKIM, including ed25519-sha256).
+// (DomainKeys and DKIM), dkimpy (DKIM, including ed25519-sha256) and OpenDKIM's test mode.
 // `message` must be the bytes as they go on the wire: CRLF line ends, no
 // dot-stuffing. `dnsServer` is "127.0.0.1:PORT", the only server asked for keys.
 //
@@ -11,7 +11,10 @@
 //   without /s) and is Mail::Address's first entry. A folded From:, a first
 //   line whose comment or display name holds another domain, or group syntax
 //   give `invalid (bad identity)` for a correct DK signature.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export type VerifierSignature = {
@@ -92,3 +95,27 @@ function parseReport(text: string): VerifierReport {
 }
 
 export const interpreters = { perl: PERL, python: PYTHON };
+
+export const OPENDKIM = '/usr/sbin/opendkim';
+
+/**
+ * OpenDKIM's own verdict on a message: `opendkim -t` (test mode, Debian's opendkim package)
+ * with the given key records as its TestPublicKeys, so no DNS is asked. Resolves with the
+ * line it prints: "... verification (s=…, d=…, …) succeeded" or "... failed: …".
+ */
+export async function verifyWithOpenDkim(message: Buffer, records: Readonly<Record<string, string>>): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'opendkim-'));
+  try {
+    writeFileSync(join(dir, 'keys'), Object.entries(records).map(([name, record]) => `${name} ${record}\n`).join(''));
+    writeFileSync(join(dir, 'opendkim.conf'), `Mode v\nTestPublicKeys ${join(dir, 'keys')}\nSyslog no\n`);
+    writeFileSync(join(dir, 'message.eml'), message);
+    const out = await new Promise<string>((resolve, reject) => {
+      execFile(OPENDKIM, ['-x', join(dir, 'opendkim.conf'), '-t', join(dir, 'message.eml')], { timeout: TIMEOUT_MS }, (error, stdout, stderr) =>
+        error ? reject(error) : resolve(`${stdout}${stderr}`),
+      );
+    });
+    return out.trim();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

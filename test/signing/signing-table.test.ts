@@ -1,9 +1,10 @@
 // The signing table (control/dkimkeys), oversigning and the nosign route (docs/signing.md):
-// signatures made by our engine, checked by dkimpy (DKIM, ed25519 included) and Mail::DKIM
-// (DKIM and DomainKeys), keys served by a real DNS server.
+// signatures made by our engine, checked by dkimpy (DKIM, ed25519 included), Mail::DKIM
+// (DKIM and DomainKeys) and OpenDKIM (its test mode, which .ci/run installs), keys served by a
+// real DNS server (OpenDKIM reads them from a file).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, mkdirSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +13,7 @@ import { signMessage, type SignConfig } from '../../src/signing/sign.ts';
 import { parseTable } from '../../src/signing/table.ts';
 import { startDns, type DnsServer } from '../helpers/dnsmasq.ts';
 import { makeEd25519Key, makeRsaKey, type TestKey } from '../helpers/keys.ts';
-import { verifyWithDkimpy, verifyWithMailDkim } from '../helpers/verifiers.ts';
+import { OPENDKIM, verifyWithDkimpy, verifyWithMailDkim, verifyWithOpenDkim } from '../helpers/verifiers.ts';
 import { startScriptServer } from '../helpers/script-server.ts';
 import { runNode } from '../helpers/run.ts';
 
@@ -74,11 +75,15 @@ test('oversigned: an added To, Cc, Subject or Reply-To makes dkimpy and Mail::DK
   assert.deepEqual((await verifyWithDkimpy(signed.wire, dns.server)).signatures.map((s) => s.result), ['pass']);
   const mailDkim = await verifyWithMailDkim(signed.wire, dns.server);
   assert.deepEqual(mailDkim.signatures.map((s) => [s.type, s.result]), [['dkim', 'pass'], ['dk', 'pass']]);
+  const records = { 'default._domainkey.example.net': (KEYS['example.net/default'] as TestKey).txt };
+  const openDkim = existsSync(OPENDKIM);
+  if (openDkim) assert.match(await verifyWithOpenDkim(signed.wire, records), /verification \(s=default, d=example\.net, 2048-bit key\) succeeded/);
   const head = signed.wire.indexOf('From: alice');
   for (const added of ['To: eve@evil.test', 'Cc: eve@evil.test', 'Subject: urgent', 'Reply-To: eve@evil.test']) {
     const tampered = Buffer.concat([signed.wire.subarray(0, head), Buffer.from(`${added}\r\n`), signed.wire.subarray(head)]);
     assert.deepEqual((await verifyWithDkimpy(tampered, dns.server)).signatures.map((s) => s.result), ['fail'], added);
     assert.equal((await verifyWithMailDkim(tampered, dns.server)).signatures.find((s) => s.type === 'dkim')?.result, 'fail', added);
+    if (openDkim) assert.match(await verifyWithOpenDkim(tampered, records), /failed: signature verification failed/, added);
   }
 });
 
