@@ -43,6 +43,8 @@ export interface Concurrency {
   readonly singleCpuMsPerDelivery: number | null;
   readonly singleRuns: number;
   readonly singleRssKiB: Stats | null;
+  /** The same deliveries through a C qmail-remote, when one was given. */
+  readonly c?: { readonly wallMs: number; readonly cpuMsPerDelivery: number | null };
 }
 
 export interface Target {
@@ -149,6 +151,10 @@ export function renderMarkdown(r: Results, plot: string): string {
   }
   const rss = c.singleRssKiB;
   out.push(`| peak RSS of one delivery (median, min–max) | ${rss ? `${mib(rss.median)} MiB (${range(rss, mib)})` : NA} |`);
+  if (c.c) {
+    out.push(`| C qmail-remote (unsigned), the same ${c.deliveries}: wall time for all | ${(c.c.wallMs / 1000).toFixed(2)} s (ours ÷ its: ${times(c.wallMs / c.c.wallMs)}) |`);
+    out.push(`| C qmail-remote: CPU per delivery | ${cpu(c.c.cpuMsPerDelivery)} |`);
+  }
   out.push('');
 
   out.push('### (d) Wall time and peak RSS against message size', '');

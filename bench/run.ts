@@ -306,7 +306,14 @@ async function caseConcurrency(c: Commands, sink: Sink, message: string, small: 
     list.every((s) => s.user !== undefined && s.sys !== undefined)
       ? (sum(list.map((s) => (s.user ?? 0) + (s.sys ?? 0))) / list.length) * 1000
       : null;
+  // The same queue through a C qmail-remote (unsigned), when one is given: what a qmail-send
+  // at this concurrency would see with the program this one replaces.
+  const cCommand = c.cQmailRemote(message);
+  const cMany = cCommand
+    ? await delivering(sink, PLAN.deliveries, () => pool(() => cCommand, PLAN.deliveries, PLAN.concurrency, { rusage: true }))
+    : null;
   return {
+    ...(cMany ? { c: { wallMs: cMany.ms, cpuMsPerDelivery: cpuMs(cMany.samples) } } : {}),
     deliveries: PLAN.deliveries,
     concurrency: PLAN.concurrency,
     wallMs: many.ms,
@@ -366,12 +373,21 @@ function targets(small: Timing[], big: Timing[], sizes: SizeRow[], concurrency: 
   const smallest = sizes[0];
   const rss = (row: SizeRow | undefined): number | null => (row?.qmailRemote.rssKiB ? row.qmailRemote.rssKiB.median / 1024 : null);
   const { cpuMsPerDelivery: many, singleCpuMsPerDelivery: single } = concurrency;
+  const queueWall = concurrency.c ? concurrency.wallMs / concurrency.c.wallMs : null;
+  const queueCpu = concurrency.c && many !== null && concurrency.c.cpuMsPerDelivery !== null ? many / concurrency.c.cpuMsPerDelivery : null;
   const rssLargest = rss(largest);
   const rssSmallest = rss(smallest);
   return [
     both('2 KiB: start-up', '≤ 1.6 × `node -e 0`', small, LABELS.qmailRemote, LABELS.node, (v) => v <= 1.6),
     both('2 KiB: against the Perl wrapper model', '≥ 1.5 × faster', small, LABELS.perlWrapper, LABELS.qmailRemote, (v) => v >= 1.5, " (the wrapper's ÷ ours)"),
     both(`${BIG_MIB} MiB signed: against C qmail-remote sending it unsigned`, 'faster (< 1 ×)', big, LABELS.qmailRemote, LABELS.cQmailRemote, (v) => v < 1),
+    check(
+      `a queue of ${concurrency.deliveries} at concurrency ${concurrency.concurrency}: against C qmail-remote`,
+      '≤ 2.5 × its wall time and CPU',
+      queueWall === null ? null : Math.max(queueWall, queueCpu ?? 0),
+      (v) => v <= 2.5,
+      () => `wall ${x(queueWall ?? 0)}, CPU ${queueCpu === null ? 'n/a' : x(queueCpu)}`,
+    ),
     both(`${BIG_MIB} MiB: against the I/O floor`, '≤ 1.5 × the floor', big, LABELS.qmailRemote, LABELS.ioFloor, (v) => v <= 1.5),
     both(`${BIG_MIB} MiB: against Perl`, '≥ 5 × faster than Mail::DKIM', big, LABELS.perl, LABELS.qmailRemote, (v) => v >= 5, " (Perl's ÷ ours)"),
     check(`peak RSS, ${largest?.mib ?? '?'} MiB message`, '≤ 80 MiB', rssLargest, (v) => v <= 80, (v) => `${v.toFixed(1)} MiB`),
