@@ -61,6 +61,8 @@ export interface Results {
   readonly environment: Readonly<Record<string, string>>;
   readonly small: { readonly bytes: number; readonly rows: readonly Timing[] };
   readonly big: { readonly bytes: number; readonly rows: readonly Timing[] };
+  /** The same size of white-space-heavy text: short lines, runs of spaces and tabs, leading dots. */
+  readonly bigWhitespace: { readonly bytes: number; readonly rows: readonly Timing[] };
   readonly startup: readonly StartupRow[];
   readonly concurrency: Concurrency;
   readonly sizes: readonly SizeRow[];
@@ -123,19 +125,23 @@ export function renderMarkdown(r: Results, plot: string): string {
   }
   out.push('');
 
-  const bigFloor = find(r.big.rows, LABELS.ioFloor);
-  const bigQr = find(r.big.rows, LABELS.qmailRemote);
-  out.push(`### (b) A ${(r.big.bytes / 2 ** 20).toFixed(0)} MiB message, whole process`, '');
-  out.push('Interleaved; the slow alternatives take part in fewer rounds (n). CPU as in (a).', '');
-  out.push(
-    '| program | n | CPU s (mean) | wall median s | wall min–max s | wall ÷ I/O floor | CPU ÷ I/O floor | wall ÷ qmail-remote | CPU ÷ qmail-remote |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-  );
   const s = (n: number): string => (n / 1000).toFixed(2);
-  for (const row of r.big.rows) {
-    out.push(`| ${row.label} | ${row.ms.n} | ${cpuOf(row, s)} | ${s(row.ms.median)} | ${range(row.ms, s)} | ${ratios(row, bigFloor)} | ${ratios(row, bigQr)} |`);
-  }
-  out.push('');
+  const bigTable = (title: string, big: Results['big']): void => {
+    const bigFloor = find(big.rows, LABELS.ioFloor);
+    const bigQr = find(big.rows, LABELS.qmailRemote);
+    out.push(`### ${title.replace('%', (big.bytes / 2 ** 20).toFixed(0))}`, '');
+    out.push('Interleaved; the slow alternatives take part in fewer rounds (n). CPU as in (a).', '');
+    out.push(
+      '| program | n | CPU s (mean) | wall median s | wall min–max s | wall ÷ I/O floor | CPU ÷ I/O floor | wall ÷ qmail-remote | CPU ÷ qmail-remote |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    );
+    for (const row of big.rows) {
+      out.push(`| ${row.label} | ${row.ms.n} | ${cpuOf(row, s)} | ${s(row.ms.median)} | ${range(row.ms, s)} | ${ratios(row, bigFloor)} | ${ratios(row, bigQr)} |`);
+    }
+    out.push('');
+  };
+  bigTable('(b) A % MiB message, whole process', r.big);
+  bigTable('(b2) A % MiB message of white-space-heavy text (short lines, runs of spaces and tabs, leading dots)', r.bigWhitespace);
 
   const c = r.concurrency;
   out.push(`### (c) ${c.deliveries} deliveries of the small message, ${c.concurrency} at a time`, '');

@@ -235,8 +235,8 @@ async function caseSmall(c: Commands, sink: Sink, message: string): Promise<Timi
   return timings(await delivering(sink, PLAN.small * delivering_.length, () => interleave(list, PLAN.small, { rusage: true })));
 }
 
-async function caseBig(c: Commands, sink: Sink, message: string): Promise<Timing[]> {
-  progress(`(b) ${BIG_MIB} MiB message: ${PLAN.big} rounds (in Perl and Python: ${PLAN.bigSlow})`);
+async function caseBig(c: Commands, sink: Sink, message: string, kind = ''): Promise<Timing[]> {
+  progress(`(b) ${BIG_MIB} MiB ${kind}message: ${PLAN.big} rounds (in Perl and Python: ${PLAN.bigSlow})`);
   const slow = present([c.perl(message), c.dkimpy(message), c.perlWrapper(message)]).map((command) => ({ ...command, rounds: PLAN.bigSlow }));
   const list = present([c.qmailRemote(message), c.ioFloor(message), c.cQmailRemote(message), ...slow]);
   const expected = PLAN.big * (2 + (c.cQmailRemote(message) ? 1 : 0)) + (c.perlWrapper(message) ? PLAN.bigSlow : 0);
@@ -343,7 +343,7 @@ async function caseSizes(c: Commands, sink: Sink, messages: Map<number, BigMessa
   return rows;
 }
 
-function targets(small: Timing[], big: Timing[], sizes: SizeRow[], concurrency: Results['concurrency']): Target[] {
+function targets(small: Timing[], big: Timing[], sizes: SizeRow[], concurrency: Results['concurrency'], whitespace: Timing[]): Target[] {
   const ratio = (rows: Timing[], a: string, b: string): number | null => {
     const x = find(rows, a);
     const y = find(rows, b);
@@ -389,6 +389,8 @@ function targets(small: Timing[], big: Timing[], sizes: SizeRow[], concurrency: 
       () => `wall ${x(queueWall ?? 0)}, CPU ${queueCpu === null ? 'n/a' : x(queueCpu)}`,
     ),
     both(`${BIG_MIB} MiB: against the I/O floor`, '≤ 1.5 × the floor', big, LABELS.qmailRemote, LABELS.ioFloor, (v) => v <= 1.5),
+    both(`${BIG_MIB} MiB white-space-heavy, signed: against C qmail-remote sending it unsigned`, '≤ 0.8 ×', whitespace, LABELS.qmailRemote, LABELS.cQmailRemote, (v) => v <= 0.8),
+    both(`${BIG_MIB} MiB white-space-heavy: against the I/O floor`, '≤ 1.5 × the floor', whitespace, LABELS.qmailRemote, LABELS.ioFloor, (v) => v <= 1.5),
     both(`${BIG_MIB} MiB: against Perl`, '≥ 5 × faster than Mail::DKIM', big, LABELS.perl, LABELS.qmailRemote, (v) => v >= 5, " (Perl's ÷ ours)"),
     check(`peak RSS, ${largest?.mib ?? '?'} MiB message`, '≤ 80 MiB', rssLargest, (v) => v <= 80, (v) => `${v.toFixed(1)} MiB`),
     check(
@@ -475,15 +477,19 @@ async function main(): Promise<void> {
     messages.set(0, small);
     for (const mib of new Set([BIG_MIB, ...PLAN.sizes])) messages.set(mib, await writeBigMessage(mib * 2 ** 20));
     const big = messages.get(BIG_MIB) as BigMessage;
+    const whitespace = await writeBigMessage(BIG_MIB * 2 ** 20, 'whitespace');
+    messages.set(-1, whitespace);
 
     const c = commands(setup, alternatives);
     await validate(c, sink, small.path);
     await validate(c, sink, big.path);
+    await validate(c, sink, whitespace.path);
 
     const smallRows = await caseSmall(c, sink, small.path);
     const delivery = find(smallRows, LABELS.qmailRemote) as Timing;
     const startup = await caseStartup(c, sink, small.path, setup.dir);
     const bigRows = await caseBig(c, sink, big.path);
+    const whitespaceRows = await caseBig(c, sink, whitespace.path, 'white-space-heavy ');
     const concurrency = await caseConcurrency(c, sink, small.path, delivery);
     const sizes = await caseSizes(c, sink, messages);
 
@@ -503,10 +509,11 @@ async function main(): Promise<void> {
       environment,
       small: { bytes: small.size, rows: smallRows },
       big: { bytes: big.size, rows: bigRows },
+      bigWhitespace: { bytes: whitespace.size, rows: whitespaceRows },
       startup,
       concurrency,
       sizes,
-      targets: targets(smallRows, bigRows, sizes, concurrency),
+      targets: targets(smallRows, bigRows, sizes, concurrency, whitespaceRows),
     };
     const markdown = renderMarkdown(results, 'size.svg');
     const svg = sizePlot(sizes, date);

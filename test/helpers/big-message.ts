@@ -36,13 +36,29 @@ const BLOCK = [
   '',
 ].join('\n') + '\n';
 
+// The worst case for relaxed canonicalization and dot-stuffing: short lines, runs of spaces
+// and tabs everywhere, trailing white space, dots at line starts, empty lines.
+const WHITESPACE_BLOCK = [
+  'a  b\t\tc   d',
+  ' \t x \t y  ',
+  '.',
+  '..dots',
+  '\t\t',
+  'e f  g\t',
+  '',
+  ' . z',
+].join('\n') + '\n';
+
+export type BodyStyle = 'text' | 'whitespace';
+
 // Writes a message of at least `minBytes` bytes into a new temp directory.
-export async function writeBigMessage(minBytes = TWENTY_MB): Promise<BigMessage> {
+export async function writeBigMessage(minBytes = TWENTY_MB, style: BodyStyle = 'text'): Promise<BigMessage> {
   const header = Buffer.from(HEADER, 'ascii');
-  const blocks = Math.max(1, Math.ceil((minBytes - header.length) / BLOCK.length));
+  const block = style === 'text' ? BLOCK : WHITESPACE_BLOCK;
+  const blocks = Math.max(1, Math.ceil((minBytes - header.length) / block.length));
   // Buffer.alloc repeats the fill string; a whole number of blocks keeps the
   // final LF that qmail guarantees.
-  const body = Buffer.alloc(blocks * BLOCK.length, BLOCK, 'ascii');
+  const body = Buffer.alloc(blocks * block.length, block, 'ascii');
   const dir = await mkdtemp(join(tmpdir(), 'big-message-'));
   const path = join(dir, 'message.eml');
   await writeFile(path, Buffer.concat([header, body]));
