@@ -50,6 +50,8 @@ export function chooseBinding(files: BindingFiles, sender: string): Result<Bindi
     address = unbracket(files.outgoingip.trim());
     source = 'control/outgoingip';
     if (isIP(address) === 0) return bad('outgoingip', files.outgoingip);
+    // The outgoingip patch's "any address": no binding at all.
+    if (address === '0.0.0.0' || address === '::') return ok(null);
   } else return ok(null);
   const helohost = heloFor(files.helohostbyip, address);
   if (typeof helohost === 'object') return helohost;

@@ -34,6 +34,7 @@ test('outgoingip binds every connection; without it the system chooses', async (
     report: 'r\0K127.0.0.1 accepted message.\nRemote host said: 250 queued\n\0', from: '127.0.0.2', ehlo: 'EHLO mail.example.com',
   });
   assert.equal((await deliver({})).from, '127.0.0.1');
+  assert.equal((await deliver({ outgoingip: '0.0.0.0\n' })).from, '127.0.0.1', 'the outgoingip patch\'s "any address": no binding');
 });
 
 test('domainbindings: the sender domain or its nearest parent wins over outgoingip; a bounce takes outgoingip', async () => {

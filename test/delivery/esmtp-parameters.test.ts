@@ -35,6 +35,8 @@ test('SIZE= is the queue file\'s size, sent only when SIZE is offered', async ()
   assert.equal(mail, `MAIL FROM:<alice@example.com> SIZE=${statSync(SIMPLE).size}`);
   const plain = await mailLine({ replies: { EHLO: '250-script.test\r\n250 PIPELINING' } });
   assert.equal(plain.mail, 'MAIL FROM:<alice@example.com>', 'nothing offered, nothing added');
+  const lookalike = await mailLine({ replies: { EHLO: '250-script.test SIZE SMTPUTF8 8BITMIME\r\n250-SIZEABLE\r\n250 X-8BITMIME' } }, { message: LATIN1 });
+  assert.equal(lookalike.mail, 'MAIL FROM:<alice@example.com>', 'only a line\'s first word is a keyword, and not in the greeting line');
   const helo = await mailLine({ replies: { EHLO: '502 no', HELO: '250 old.test' } });
   assert.equal(helo.mail, 'MAIL FROM:<alice@example.com>', 'after HELO: qmail\'s line');
 });

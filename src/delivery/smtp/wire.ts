@@ -40,8 +40,8 @@ export interface Internals {
   _responseActions: Array<(reply: string) => void>;
   _processResponse(): unknown;
   upgrading?: boolean;
-  /** The ESMTP keywords of the last EHLO reply nodemailer knows (SIZE, 8BITMIME, SMTPUTF8, …). */
-  _supportedExtensions?: string[];
+  /** The lines of the last EHLO reply after the first, codes stripped (one keyword and its parameters each). */
+  _ehloLines?: string[];
 }
 
 export function internalsOf(conn: SMTPConnection): Internals {
@@ -136,10 +136,16 @@ export class Wire {
     });
   }
 
-  /** The ESMTP extensions the server announced, upper case; none after HELO. */
+  /**
+   * The ESMTP keywords the server announced (RFC 5321 §4.1.1.1: the first word of each line of
+   * the EHLO reply after the first), upper case; none after HELO. nodemailer's own list matches
+   * a keyword anywhere in the reply, the greeting line and `SIZEABLE` included, and a parameter
+   * the server never offered could earn a 5xx to MAIL: a bounce for our mistake.
+   */
   extensions(): ReadonlySet<string> {
-    const list = this.internals._supportedExtensions;
-    return new Set(Array.isArray(list) ? list.map((keyword) => String(keyword).toUpperCase()) : []);
+    const lines = this.internals._ehloLines;
+    if (!Array.isArray(lines)) return new Set();
+    return new Set(lines.map((line) => String(line).trim().split(/[ \t]/, 1)[0]?.toUpperCase() ?? '').filter(Boolean));
   }
 
   login(auth: { user: string; pass: string }): Promise<Step<{ accepted: boolean; reply?: SmtpReply }>> {
