@@ -172,7 +172,7 @@ function commands(setup: Setup, alternatives: Alternatives) {
 type Commands = ReturnType<typeof commands>;
 
 /** One untimed run of each command, which also warms the page cache: each must really work. */
-async function validate(c: Commands, sink: Sink, message: string): Promise<void> {
+async function validate(c: Commands, sink: Sink, message: string, withSlow = true): Promise<void> {
   const before = sink.messages();
   const first = await runOnce(c.qmailRemote(message), { captureStdout: true });
   if (first.stderr !== '') progress(`bin/qmail-remote wrote to stderr, which qmail-rspawn reads as the report: ${first.stderr.slice(0, 200)}`);
@@ -190,17 +190,17 @@ async function validate(c: Commands, sink: Sink, message: string): Promise<void>
     const out = (await runOnce(cQmailRemote, { captureStdout: true })).stdout;
     if (!out.subarray(0, 3).equals(Buffer.from('r\0K'))) throw new Error(`the C qmail-remote did not deliver: ${JSON.stringify(out.toString('latin1'))}`);
   }
-  const wrapper = c.perlWrapper(message);
+  const wrapper = withSlow ? c.perlWrapper(message) : undefined;
   if (wrapper) await runOnce(wrapper);
   const expected = before + 2 + (cQmailRemote ? 1 : 0) + (wrapper ? 1 : 0);
   if (sink.messages() !== expected) throw new Error('the sink did not receive every test delivery');
   if (wrapper && !sink.lastHead().toString('latin1').includes('DomainKey-Signature:')) throw new Error('the Perl wrapper model delivered no signatures');
-  const perl = c.perl(message);
+  const perl = withSlow ? c.perl(message) : undefined;
   if (perl) {
     const out = (await runOnce(perl, { captureStdout: true })).stdout.toString('latin1');
     if (!out.startsWith('DKIM-Signature:') || !out.includes('\r\nDomainKey-Signature:')) throw new Error('Mail::DKIM made no signatures');
   }
-  const dkimpy = c.dkimpy(message);
+  const dkimpy = withSlow ? c.dkimpy(message) : undefined;
   if (dkimpy) {
     const out = (await runOnce(dkimpy, { captureStdout: true })).stdout.toString('latin1');
     if (!out.startsWith('DKIM-Signature:')) throw new Error('dkimpy made no signature');
@@ -484,7 +484,7 @@ async function main(): Promise<void> {
     const c = commands(setup, alternatives);
     await validate(c, sink, small.path);
     await validate(c, sink, big.path);
-    await validate(c, sink, whitespace.path);
+    await validate(c, sink, whitespace.path, false);
 
     const smallRows = await caseSmall(c, sink, small.path);
     const delivery = find(smallRows, LABELS.qmailRemote) as Timing;
