@@ -62,7 +62,16 @@ const START_ATTEMPTS = 5;
 const READY_TIMEOUT_MS = 5000;
 const MAX_STRING_BYTES = 255;
 
-export async function startDns(records: DnsRecords = {}): Promise<DnsServer> {
+export interface DnsOptions {
+  /**
+   * Serve each TCP client in a child, as dnsmasq does outside its debug mode. By default
+   * (--no-daemon) TCP is served in the one process, so a client that opens a TCP connection
+   * and sends nothing, as rspamd's resolver does at start-up, stops all answers.
+   */
+  readonly forkForTcp?: boolean;
+}
+
+export async function startDns(records: DnsRecords = {}, options: DnsOptions = {}): Promise<DnsServer> {
   const stubs: Socket[] = [];
   const dir = await mkdtemp(join(tmpdir(), 'dnsmasq-'));
   try {
@@ -79,7 +88,7 @@ export async function startDns(records: DnsRecords = {}): Promise<DnsServer> {
     }
     const conf = join(dir, 'dnsmasq.conf');
     await writeFile(conf, lines.join('\n') + '\n');
-    const { child, port } = await spawnOnFreePort(conf);
+    const { child, port } = await spawnOnFreePort(conf, options.forkForTcp ?? false);
     return server(child, port, async () => {
       await Promise.all(stubs.map((stub) => new Promise<void>((resolve) => stub.close(() => resolve()))));
       await rm(dir, { recursive: true, force: true });
@@ -115,9 +124,12 @@ function server(child: ChildProcess, port: number, cleanup: () => Promise<void>)
   };
 }
 
-// The dnsmasq.conf lines for the records. A config file, not argv: only the file parser
-// honours "quoted" TXT strings, so commas, quotes and spaces in them survive.
-function configLines(records: DnsRecords): string[] {
+/**
+ * The dnsmasq.conf lines for the records. A config file, not argv: only the file parser
+ * honours "quoted" TXT strings, so commas, quotes and spaces in them survive. Exported for a
+ * verifier that must run its own dnsmasq on port 53 (test/helpers/exim.ts).
+ */
+export function configLines(records: DnsRecords): string[] {
   const lines: string[] = [];
   const names: string[] = [];
   for (const { name, host, pref } of records.mx ?? []) {
@@ -209,12 +221,12 @@ function servfailFor(query: Buffer): Buffer | undefined {
   return reply;
 }
 
-async function spawnOnFreePort(conf: string): Promise<{ child: ChildProcess; port: number }> {
+async function spawnOnFreePort(conf: string, forkForTcp: boolean): Promise<{ child: ChildProcess; port: number }> {
   let lastError: unknown;
   for (let i = 0; i < START_ATTEMPTS; i++) {
     const port = await freePort();
     try {
-      return { child: await spawnDnsmasq(conf, port), port };
+      return { child: await spawnDnsmasq(conf, port, forkForTcp), port };
     } catch (error) {
       if ((error as Error).message.startsWith('dnsmasq not found')) throw error;
       lastError = error; // most likely the port was taken meanwhile: try another
@@ -223,11 +235,13 @@ async function spawnOnFreePort(conf: string): Promise<{ child: ChildProcess; por
   throw lastError;
 }
 
-async function spawnDnsmasq(conf: string, port: number): Promise<ChildProcess> {
+async function spawnDnsmasq(conf: string, port: number, forkForTcp: boolean): Promise<ChildProcess> {
   const child = spawn(
     'dnsmasq',
     [
-      '--no-daemon',
+      // --keep-in-foreground is the daemon's behaviour without going to the background; its
+      // log then goes to stderr only when told.
+      ...(forkForTcp ? ['--keep-in-foreground', '--log-facility=-'] : ['--no-daemon']),
       `--port=${port}`,
       `--listen-address=${HOST}`,
       '--bind-interfaces',

@@ -1,7 +1,8 @@
 // The signing table (control/dkimkeys), oversigning and the nosign route (docs/signing.md):
 // signatures made by our engine, checked by dkimpy (DKIM, ed25519 included), Mail::DKIM
-// (DKIM and DomainKeys) and OpenDKIM (its test mode, which .ci/run installs), keys served by a
-// real DNS server (OpenDKIM reads them from a file).
+// (DKIM and DomainKeys), OpenDKIM (its test mode), Exim (a simulated SMTP session) and rspamd
+// (its DKIM module), all of which .ci/run installs; keys served by a real DNS server (OpenDKIM
+// reads them from a file, Exim from a dnsmasq of its own).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
@@ -16,6 +17,8 @@ import { makeEd25519Key, makeRsaKey, type TestKey } from '../helpers/keys.ts';
 import { OPENDKIM, verifyWithDkimpy, verifyWithMailDkim, verifyWithOpenDkim } from '../helpers/verifiers.ts';
 import { startScriptServer } from '../helpers/script-server.ts';
 import { runNode } from '../helpers/run.ts';
+import { eximMissing, verifyWithExim } from '../helpers/exim.ts';
+import { rspamdMissing, startRspamd, type Rspamd } from '../helpers/rspamd.ts';
 
 const QMAIL_REMOTE = fileURLToPath(new URL('../../bin/qmail-remote', import.meta.url));
 const CLI = fileURLToPath(new URL('../../bin/qmail-remote-dkim', import.meta.url));
@@ -29,21 +32,24 @@ const KEYS: Record<string, TestKey> = {
   'example.net/default': makeRsaKey(),
 };
 let dns: DnsServer;
+let rspamd: Rspamd | undefined;
+const keyRecords = () =>
+  Object.entries(KEYS).map(([path, key]) => {
+    const [domain, selector] = path.split('/');
+    return { name: `${selector}._domainkey.${domain}`, text: key.txt };
+  });
 
 before(async () => {
   for (const [path, key] of Object.entries(KEYS)) {
     mkdirSync(join(work, 'keys', path, '..'), { recursive: true });
     writeFileSync(join(work, 'keys', path), key.privateKeyPem, { mode: 0o600 });
   }
-  dns = await startDns({
-    txt: Object.entries(KEYS).map(([path, key]) => {
-      const [domain, selector] = path.split('/');
-      return { name: `${selector}._domainkey.${domain}`, text: key.txt };
-    }),
-  });
+  dns = await startDns({ txt: keyRecords() });
+  if (rspamdMissing === undefined) rspamd = await startRspamd({ txt: keyRecords() });
 });
 
 after(async () => {
+  await rspamd?.stop();
   await dns?.stop();
 });
 
@@ -68,6 +74,14 @@ const TABLE = parseTable([
 
 const tableSign = (from: string) => sign(message(from), { table: TABLE });
 
+const ADDED_FIELDS = ['To: eve@evil.test', 'Cc: eve@evil.test', 'Subject: urgent', 'Reply-To: eve@evil.test'];
+
+/** The signed message with `field` put in above From:, as a spammer reusing it would. */
+function withAdded(wire: Buffer, field: string): Buffer {
+  const head = wire.indexOf('From: ');
+  return Buffer.concat([wire.subarray(0, head), Buffer.from(`${field}\r\n`), wire.subarray(head)]);
+}
+
 test('oversigned: an added To, Cc, Subject or Reply-To makes dkimpy and Mail::DKIM fail the signature', async () => {
   const signed = sign(message('alice@example.net'), { templates: [`${work}/keys/%/default`] });
   assert.ok(signed.ok);
@@ -78,16 +92,38 @@ test('oversigned: an added To, Cc, Subject or Reply-To makes dkimpy and Mail::DK
   const records = { 'default._domainkey.example.net': (KEYS['example.net/default'] as TestKey).txt };
   const openDkim = existsSync(OPENDKIM);
   if (openDkim) assert.match(await verifyWithOpenDkim(signed.wire, records), /verification \(s=default, d=example\.net, 2048-bit key\) succeeded/);
-  const head = signed.wire.indexOf('From: alice');
-  for (const added of ['To: eve@evil.test', 'Cc: eve@evil.test', 'Subject: urgent', 'Reply-To: eve@evil.test']) {
-    const tampered = Buffer.concat([signed.wire.subarray(0, head), Buffer.from(`${added}\r\n`), signed.wire.subarray(head)]);
+  for (const added of ADDED_FIELDS) {
+    const tampered = withAdded(signed.wire, added);
     assert.deepEqual((await verifyWithDkimpy(tampered, dns.server)).signatures.map((s) => s.result), ['fail'], added);
     assert.equal((await verifyWithMailDkim(tampered, dns.server)).signatures.find((s) => s.type === 'dkim')?.result, 'fail', added);
     if (openDkim) assert.match(await verifyWithOpenDkim(tampered, records), /failed: signature verification failed/, added);
   }
 });
 
-test('the table: one domain signed twice (RSA with x= and i=, ed25519), verified by dkimpy and Mail::DKIM', async () => {
+test('oversigned, as Exim reads it: the signature passes, and fails with a To, Cc, Subject or Reply-To added', { skip: eximMissing ?? false }, async () => {
+  const signed = sign(message('alice@example.net'), { templates: [`${work}/keys/%/default`] });
+  assert.ok(signed.ok);
+  const records = { txt: keyRecords() };
+  assert.deepEqual((await verifyWithExim(signed.wire, records)).map((s) => [s.domain, s.selector, s.algorithm, s.status]), [
+    ['example.net', 'default', 'rsa-sha256', 'pass'],
+  ]);
+  for (const added of ADDED_FIELDS) {
+    const result = await verifyWithExim(withAdded(signed.wire, added), records);
+    assert.deepEqual(result.map((s) => [s.status, s.reason]), [['fail', 'signature_incorrect']], added);
+  }
+});
+
+test('oversigned, as rspamd reads it: R_DKIM_ALLOW, and R_DKIM_REJECT with a To, Cc, Subject or Reply-To added', { skip: rspamdMissing ?? false }, async () => {
+  assert.ok(rspamd);
+  const signed = sign(message('alice@example.net'), { templates: [`${work}/keys/%/default`] });
+  assert.ok(signed.ok);
+  assert.deepEqual(await rspamd.check(signed.wire), { R_DKIM_ALLOW: ['example.net:s=default'] });
+  for (const added of ADDED_FIELDS) {
+    assert.deepEqual(await rspamd.check(withAdded(signed.wire, added)), { R_DKIM_REJECT: ['example.net:s=default'] }, added);
+  }
+});
+
+test('the table: one domain signed twice (RSA with x= and i=, ed25519), verified by dkimpy, Mail::DKIM, Exim and rspamd', async () => {
   const signed = tableSign('Alice <alice@example.com>');
   assert.ok(signed.ok);
   assert.deepEqual(signed.value.signatures.map((s) => [s.type, s.d, s.s, s.a, s.source]), [
@@ -101,6 +137,11 @@ test('the table: one domain signed twice (RSA with x= and i=, ed25519), verified
   assert.equal(Number(x) - Number(t), 604800);
   assert.deepEqual((await verifyWithDkimpy(signed.wire, dns.server)).signatures.map((s) => [s.selector, s.result]), [['rsa2026', 'pass'], ['ed2026', 'pass']]);
   assert.equal((await verifyWithMailDkim(signed.wire, dns.server)).signatures.find((s) => s.type === 'dk')?.result, 'pass');
+  if (eximMissing === undefined) {
+    const exim = await verifyWithExim(signed.wire, { txt: keyRecords() });
+    assert.deepEqual(exim.map((s) => [s.selector, s.algorithm, s.status]).sort(), [['ed2026', 'ed25519-sha256', 'pass'], ['rsa2026', 'rsa-sha256', 'pass']]);
+  }
+  if (rspamd) assert.deepEqual([...((await rspamd.check(signed.wire)).R_DKIM_ALLOW ?? [])].sort(), ['example.com:s=ed2026', 'example.com:s=rsa2026']);
 });
 
 test('the table: dk=no, d= as the operator, nosign, and a broken line defers only its own domain', async () => {

@@ -1,0 +1,108 @@
+// Exim's own DKIM verdict on a message, as an Exim MX reaches it: `exim4 -bh` runs a whole SMTP
+// session from a client address without delivering anything, and the DKIM ACL of a small
+// configuration logs each signature's result (Exim's spec, "Verifying DKIM signatures in
+// incoming mail"). Needs Debian's exim4-daemon-light.
+//
+// Exim asks the system resolver for keys and has no setting that names another server, so the
+// session runs in new mount and network namespaces (`unshare`, root, as CI is): there
+// /etc/resolv.conf is a bind mount naming 127.0.0.1, where a dnsmasq of the test's own, started
+// inside, serves the records on port 53. The host's resolver and ports are never touched.
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { configLines, type DnsRecords } from './dnsmasq.ts';
+
+export const EXIM = '/usr/sbin/exim4';
+const UNSHARE = '/usr/bin/unshare';
+const TIMEOUT_MS = 60_000;
+
+/** Why Exim cannot be run here, or undefined when it can. */
+export const eximMissing: string | undefined = !existsSync(EXIM)
+  ? 'exim4 is not installed (Debian package exim4-daemon-light)'
+  : process.getuid?.() !== 0
+    ? 'Exim runs in its own network namespace, which needs root'
+    : !existsSync(UNSHARE)
+      ? 'unshare is not installed'
+      : undefined;
+
+export type EximSignature = {
+  domain: string;
+  selector: string;
+  algorithm: string;
+  /** Exim's $dkim_verify_status: pass, fail, invalid or none. */
+  status: string;
+  /** Exim's $dkim_verify_reason when not a pass, e.g. bodyhash_mismatch, signature_incorrect. */
+  reason: string;
+};
+
+const CONFIG = (dir: string): string => `primary_hostname = mx.receiver.test
+exim_user = root
+exim_group = root
+spool_directory = ${dir}/spool
+log_file_path = ${dir}/%slog
+acl_smtp_rcpt = acl_rcpt
+acl_smtp_dkim = acl_dkim
+dkim_verify_hashes = sha256 : sha1
+dkim_verify_keytypes = ed25519 : rsa
+begin acl
+acl_rcpt:
+  accept
+acl_dkim:
+  warn logwrite = DKIM-RESULT d=$dkim_domain s=$dkim_selector a=$dkim_algo status=$dkim_verify_status reason=$dkim_verify_reason
+  accept
+`;
+
+// dnsmasq without --no-daemon returns once its socket is bound (its parent waits for the
+// daemon's start-up), so Exim never asks before it can answer.
+const SCRIPT = `set -e
+ip link set lo up
+mount --bind "$1/resolv.conf" /etc/resolv.conf
+dnsmasq --conf-file="$1/dnsmasq.conf" --no-resolv --no-hosts --listen-address=127.0.0.1 --bind-interfaces --port=53 --pid-file="$1/dnsmasq.pid" --user=root --cache-size=0
+trap 'kill "$(cat "$1/dnsmasq.pid")"' EXIT
+${EXIM} -C "$1/exim.conf" -bh 192.0.2.1 < "$1/session"
+`;
+
+/**
+ * Exim's verdict on each signature of `message` (wire bytes: CRLF, not dot-stuffed), keys and
+ * other records served from `records`. One entry per signature, in Exim's order.
+ */
+export async function verifyWithExim(message: Buffer, records: Pick<DnsRecords, 'txt'>): Promise<EximSignature[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'exim-'));
+  try {
+    writeFileSync(join(dir, 'exim.conf'), CONFIG(dir));
+    writeFileSync(join(dir, 'dnsmasq.conf'), `${configLines(records).join('\n')}\n`);
+    writeFileSync(join(dir, 'resolv.conf'), 'nameserver 127.0.0.1\n');
+    writeFileSync(join(dir, 'session'), smtpSession(message));
+    const output = await new Promise<string>((resolve, reject) => {
+      execFile(UNSHARE, ['--mount', '--net', '/bin/sh', '-c', SCRIPT, 'exim-session', dir], { timeout: TIMEOUT_MS, maxBuffer: 64 << 20 }, (error, stdout, stderr) =>
+        error ? reject(new Error(`exim -bh: ${error.message}\n${stderr}`)) : resolve(`${stdout}${stderr}`),
+      );
+    });
+    if (!/^250 OK id=/m.test(output)) throw new Error(`exim did not accept the message:\n${output}`);
+    return parseResults(output);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// The client's side of one transaction, the message dot-stuffed (RFC 5321 §4.5.2).
+function smtpSession(message: Buffer): Buffer {
+  const body = message.toString('latin1').replace(/^\./gm, '..');
+  const end = body.endsWith('\r\n') ? '' : '\r\n';
+  return Buffer.from(
+    `EHLO client.test\r\nMAIL FROM:<sender@client.test>\r\nRCPT TO:<rcpt@receiver.test>\r\nDATA\r\n${body}${end}.\r\nQUIT\r\n`,
+    'latin1',
+  );
+}
+
+// Exim runs the DKIM ACL once for each name in $dkim_signers (d= and i= both), so one
+// signature can be logged twice: kept once.
+function parseResults(output: string): EximSignature[] {
+  const seen = new Map<string, EximSignature>();
+  for (const match of output.matchAll(/^LOG: \S+ DKIM-RESULT d=(\S*) s=(\S*) a=(\S*) status=(\S*) reason=(\S*)$/gm)) {
+    const [, domain = '', selector = '', algorithm = '', status = '', reason = ''] = match;
+    seen.set(`${domain} ${selector} ${algorithm}`, { domain, selector, algorithm, status, reason });
+  }
+  return [...seen.values()];
+}
