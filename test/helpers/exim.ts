@@ -1,14 +1,19 @@
-// Exim's own DKIM verdict on a message, as an Exim MX reaches it: `exim4 -bh` runs a whole SMTP
-// session from a client address without delivering anything, and the DKIM ACL of a small
-// configuration logs each signature's result (Exim's spec, "Verifying DKIM signatures in
-// incoming mail"). Needs Debian's exim4-daemon-light.
+// A real Exim for the tests (Debian's exim4-daemon-light), two ways:
+// - verifyWithExim(): Exim's own DKIM verdict on a message, as an Exim MX reaches it: `exim4 -bh`
+//   runs a whole SMTP session from a client address without delivering anything, and the DKIM
+//   ACL of a small configuration logs each signature's result (Exim's spec, "Verifying DKIM
+//   signatures in incoming mail");
+// - startEximServer(): Exim answering SMTP on a loopback port, one `exim4 -bs` per connection,
+//   which queues what it accepts in a spool of its own and delivers nothing, for qmail-remote to
+//   talk to.
 //
 // Exim asks the system resolver for keys and has no setting that names another server, so the
 // session runs in new mount and network namespaces (`unshare`, root, as CI is): there
 // /etc/resolv.conf is a bind mount naming 127.0.0.1, where a dnsmasq of the test's own, started
 // inside, serves the records on port 53. The host's resolver and ports are never touched.
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { configLines, type DnsRecords } from './dnsmasq.ts';
@@ -94,6 +99,83 @@ function smtpSession(message: Buffer): Buffer {
     `EHLO client.test\r\nMAIL FROM:<sender@client.test>\r\nRCPT TO:<rcpt@receiver.test>\r\nDATA\r\n${body}${end}.\r\nQUIT\r\n`,
     'latin1',
   );
+}
+
+export interface EximServer {
+  readonly port: number;
+  /** Exim's main log so far: the ACLs' MAIL-PARAMS lines and a `<=` line per message received. */
+  mainlog(): string;
+  /** The bodies Exim has queued, as its spool keeps them (LF line ends). */
+  bodies(): Buffer[];
+  close(): Promise<void>;
+}
+
+const SERVER_CONFIG = (dir: string, sizeLimit: string): string => `primary_hostname = mx.receiver.test
+exim_user = root
+exim_group = root
+keep_environment =
+spool_directory = ${dir}/spool
+log_file_path = ${dir}/%slog
+log_selector = +8bitmime +received_recipients
+message_size_limit = ${sizeLimit}
+smtputf8_advertise_hosts = *
+tls_advertise_hosts =
+chunking_advertise_hosts =
+acl_smtp_mail = acl_mail
+acl_smtp_rcpt = acl_rcpt
+begin acl
+acl_mail:
+  warn logwrite = MAIL-PARAMS size=$message_size smtputf8=$message_smtputf8
+  accept
+acl_rcpt:
+  accept
+`;
+
+/**
+ * Exim on a free loopback port: each connection is handed to `exim4 -bs` as from 192.0.2.1
+ * (-oMa, which root may set), and -odq keeps what it accepts in its spool. No TLS, no CHUNKING;
+ * SIZE (`message_size_limit`, default 10M), 8BITMIME and SMTPUTF8 offered.
+ */
+export async function startEximServer(options: { sizeLimit?: string } = {}): Promise<EximServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'exim-server-'));
+  writeFileSync(join(dir, 'exim.conf'), SERVER_CONFIG(dir, options.sizeLimit ?? '10M'));
+  const children = new Set<ChildProcess>();
+  const server: Server = createServer((socket: Socket) => {
+    const child = spawn(EXIM, ['-C', join(dir, 'exim.conf'), '-bs', '-odq', '-oMa', '192.0.2.1'], { stdio: ['pipe', 'pipe', 'ignore'] });
+    children.add(child);
+    socket.pipe(child.stdin);
+    child.stdout.pipe(socket);
+    socket.on('error', () => child.kill('SIGKILL'));
+    child.stdin.on('error', () => socket.destroy());
+    child.on('exit', () => {
+      children.delete(child);
+      socket.end();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return {
+    port: address.port,
+    mainlog: () => (existsSync(join(dir, 'mainlog')) ? readFileSync(join(dir, 'mainlog'), 'utf8') : ''),
+    // A -D file is its own name ("<id>-D") on a line, then the body.
+    bodies: () => {
+      const input = join(dir, 'spool', 'input');
+      const files = existsSync(input) ? readdirSync(input).filter((name) => name.endsWith('-D')) : [];
+      return files.map((name) => {
+        const data = readFileSync(join(input, name));
+        return data.subarray(data.indexOf(0x0a) + 1);
+      });
+    },
+    async close() {
+      for (const child of children) child.kill('SIGKILL');
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 // Exim runs the DKIM ACL once for each name in $dkim_signers (d= and i= both), so one
