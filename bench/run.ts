@@ -18,6 +18,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeRsaKey } from '../test/helpers/keys.ts';
+import { startDns, type DnsServer } from '../test/helpers/dnsmasq.ts';
 import { writeBigMessage, type BigMessage } from '../test/helpers/big-message.ts';
 import { startSink, type Sink } from './sink.ts';
 import { HAS_GNU_TIME, interleave, pool, runOnce, stats, sum, type Command, type Sample, type Stats } from './measure.ts';
@@ -270,17 +271,82 @@ async function caseStartup(c: Commands, sink: Sink, message: string, dir: string
     required('require node:http (CommonJS: lazy getters stay lazy)', 'node:http'),
     required('require nodemailer/lib/smtp-connection (its CommonJS build)', createRequire(import.meta.url).resolve('nodemailer/lib/smtp-connection')),
     required('require dist/qmail-remote.cjs, no arguments (the whole bundle, usage report)', fileURLToPath(dist('qmail-remote.cjs'))),
-    c.qmailRemote(message, 'bin/qmail-remote, 2 KiB message signed and delivered'),
+    c.qmailRemote(message, GUARD.plain),
     // The guard for forwarded mail (docs/signing.md): a field that looks like our entry mark but
     // is not one (no control/entrykey here) must cost no more than the plain delivery.
-    c.qmailRemote(await withEntryField(message, dir), 'bin/qmail-remote, the same with an Authentication-Results field of ours: no seal'),
+    c.qmailRemote(await withEntryField(message, dir), GUARD.entryField),
     cached,
   ];
-  await runOnce(cached);
-  const samples = await delivering(sink, PLAN.startup * 3, () => interleave(list, PLAN.startup));
-  const rows = timings(samples);
-  const floor = (find(rows, LABELS.node) as Timing).ms.median;
-  return rows.map((row) => ({ ...row, addedMs: row.ms.median - floor }));
+  // The guard for MTA-STS (docs/install.md §6): the same delivery through MX, to a domain with
+  // no policy and to one whose policy is cached (mode testing: the sink offers no STARTTLS).
+  const sts = await stsGuard(c, message, dir);
+  list.push(...sts.commands);
+  try {
+    await runOnce(cached);
+    for (const command of sts.commands) {
+      const report = (await runOnce(command, { captureStdout: true })).stdout;
+      if (!report.subarray(0, 3).equals(Buffer.from('r\0K'))) throw new Error(`${command.label}: not delivered: ${JSON.stringify(report.toString('latin1'))}`);
+    }
+    const samples = await delivering(sts.sink, PLAN.startup * sts.commands.length, () => delivering(sink, PLAN.startup * 3, () => interleave(list, PLAN.startup)));
+    const rows = timings(samples);
+    const floor = (find(rows, LABELS.node) as Timing).ms.median;
+    return rows.map((row) => ({ ...row, addedMs: row.ms.median - floor }));
+  } finally {
+    await sts.stop();
+  }
+}
+
+/** The start-up rows that the guards of #21 compare, pair by pair. */
+const GUARD = {
+  plain: 'bin/qmail-remote, 2 KiB message signed and delivered',
+  entryField: 'bin/qmail-remote, the same with an Authentication-Results field of ours: no seal',
+  mx: 'bin/qmail-remote, through MX to a domain without an MTA-STS policy',
+  stsCached: 'bin/qmail-remote, through MX to a domain whose MTA-STS policy is cached',
+} as const;
+
+const STS_DOMAIN = 'sts.bench.test';
+const PLAIN_DOMAIN = 'plain.bench.test';
+const MX_ADDRESS = '127.0.0.2';
+
+/**
+ * Two deliveries through MX (dnsmasq: MX, A and the _mta-sts TXT), each with a qmail home of its
+ * own: one to a domain without an _mta-sts record, one to a domain whose testing policy is in
+ * $QMAILHOME/mta-sts under the id its TXT record names, so nothing is fetched.
+ */
+async function stsGuard(c: Commands, message: string, dir: string): Promise<{ commands: Command[]; sink: Sink; stop: () => Promise<void> }> {
+  // An MX at 127.0.0.1 would be this host itself, which qmail-remote refuses (#5.4.6).
+  const sink = await startSink(MX_ADDRESS);
+  const dns: DnsServer = await startDns({
+    mx: [STS_DOMAIN, PLAIN_DOMAIN].map((name) => ({ name, host: `mx.${name}`, pref: 10 })),
+    a: [STS_DOMAIN, PLAIN_DOMAIN].map((name) => ({ name: `mx.${name}`, ip: MX_ADDRESS })),
+    txt: [{ name: `_mta-sts.${STS_DOMAIN}`, text: 'v=STSv1; id=bench1' }],
+  });
+  const home = join(dir, 'sts-home');
+  await mkdir(join(home, 'mta-sts'), { recursive: true, mode: 0o700 });
+  await writeFile(join(home, 'mta-sts', `${STS_DOMAIN}.json`), JSON.stringify({ id: 'bench1', mode: 'testing', mx: [`mx.${STS_DOMAIN}`], expires: Date.now() + 86_400_000, maxAge: 86_400 }));
+  const control = (c.qmailRemote(message).env ?? {}).CONTROLDIR as string;
+  const stsControl = join(home, 'control');
+  await mkdir(stsControl, { recursive: true });
+  for (const name of ['me', 'dksign']) await writeFile(join(stsControl, name), await readFile(join(control, name)));
+  await writeFile(join(stsControl, 'smtproutes'), `${STS_DOMAIN}::${sink.port}
+${PLAIN_DOMAIN}::${sink.port}
+`);
+  const viaMx = (domain: string, label: string): Command => ({
+    ...c.qmailRemote(message, label),
+    args: [join(ROOT, 'bin', 'qmail-remote'), domain, SENDER, `bob@${domain}`],
+    env: { QMAILHOME: home, QMAILREMOTE_DNS: dns.server },
+  });
+  return {
+    sink,
+    stop: async () => {
+      await dns.stop();
+      await sink.close();
+    },
+    commands: [
+      viaMx(PLAIN_DOMAIN, GUARD.mx),
+      viaMx(STS_DOMAIN, GUARD.stsCached),
+    ],
+  };
 }
 
 /** `message` with an Authentication-Results field carrying an entry mark on top, as a new file in `dir`. */
@@ -344,7 +410,7 @@ async function caseSizes(c: Commands, sink: Sink, messages: Map<number, BigMessa
   return rows;
 }
 
-function targets(small: Timing[], big: Timing[], sizes: SizeRow[], concurrency: Results['concurrency'], whitespace: Timing[]): Target[] {
+function targets(small: Timing[], big: Timing[], sizes: SizeRow[], concurrency: Results['concurrency'], whitespace: Timing[], startup: Timing[]): Target[] {
   const ratio = (rows: Timing[], a: string, b: string): number | null => {
     const x = find(rows, a);
     const y = find(rows, b);
@@ -370,6 +436,17 @@ function targets(small: Timing[], big: Timing[], sizes: SizeRow[], concurrency: 
     const measured = `wall ${x(wall)}, CPU ${cpu === null ? 'n/a' : x(cpu)}${note}`;
     return { name, goal, measured, pass: ok(wall) && (cpu === null || ok(cpu)) };
   };
+  // The guards: the two rows compared sit next to each other in the rotating order, so in each
+  // round their runs came close together; the ratio round by round is not moved by what the
+  // machine did between rounds, and its median is the figure.
+  const pairwise = (a: string, b: string): number | null => {
+    const p = find(startup, a)?.samples;
+    const q = find(startup, b)?.samples;
+    if (!p || !q || p.length !== q.length || p.length === 0) return null;
+    return stats(p.map((v, i) => v / (q[i] ?? Number.NaN))).median;
+  };
+  const guard = (name: string, a: string, b: string): Target =>
+    check(name, 'within 5 % (wall, pair by pair)', pairwise(a, b), (v) => v <= 1.05, (v) => `${x(v)}`);
   const largest = sizes.at(-1);
   const smallest = sizes[0];
   const rss = (row: SizeRow | undefined): number | null => (row?.qmailRemote.rssKiB ? row.qmailRemote.rssKiB.median / 1024 : null);
@@ -408,6 +485,8 @@ function targets(small: Timing[], big: Timing[], sizes: SizeRow[], concurrency: 
       (v) => v <= 1.3,
       (v) => `${x(v)} (${(many ?? 0).toFixed(0)} vs ${(single ?? 0).toFixed(0)} ms)`,
     ),
+    guard('guard: an Authentication-Results field of ours that needs no seal, against the plain delivery', GUARD.entryField, GUARD.plain),
+    guard('guard: through MX with a cached MTA-STS policy, against the same without one', GUARD.stsCached, GUARD.mx),
   ];
 }
 
@@ -515,7 +594,7 @@ async function main(): Promise<void> {
       startup,
       concurrency,
       sizes,
-      targets: targets(smallRows, bigRows, sizes, concurrency, whitespaceRows),
+      targets: targets(smallRows, bigRows, sizes, concurrency, whitespaceRows, startup),
     };
     const markdown = renderMarkdown(results, 'size.svg');
     const svg = sizePlot(sizes, date);

@@ -21,7 +21,9 @@ const END_OF_DATA = Buffer.from('\r\n.\r\n');
 const CRLF = Buffer.from('\r\n');
 const HEAD_BYTES = 2048;
 
-export async function startSink(): Promise<Sink> {
+/** `host`: the loopback address to listen on (another than 127.0.0.1 for an MX, which qmail-remote
+ * refuses when it is an address of this host's own). */
+export async function startSink(host = '127.0.0.1'): Promise<Sink> {
   let messages = 0;
   let bytes = 0;
   let lastHead = Buffer.alloc(0);
@@ -104,7 +106,7 @@ export async function startSink(): Promise<Sink> {
   server.maxConnections = 1000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
+    server.listen(0, host, resolve);
   });
   return {
     port: (server.address() as AddressInfo).port,

@@ -312,6 +312,13 @@ tcase('MTA-STS enforce and testing', 'MTA-STS testing: delivered as before over 
   assert.match(log, /cert=unverified policy=sts-testing tls-result=certificate-not-trusted/);
 });
 
+tcase('MTA-STS enforce and testing', 'MTA-STS testing, a certificate that verifies: delivered, logged as verified', async () => {
+  const { runs } = await toStsDomain({ mode: 'testing', mx: [[GOOD_MX, ca.issue({ dns: [GOOD_MX] })]] });
+  const [{ run, log }] = runs as [{ run: Run; log: string }];
+  assert.match(run.stdout, /^r\0K/);
+  assert.match(log, /cert=verified policy=sts-testing tls-result=success/);
+});
+
 tcase('MTA-STS policy cache', '20 deliveries at once to one MTA-STS domain fetch its policy once, through the shared cache', async () => {
   const qmailHome = home();
   const { runs, fetches } = await toStsDomain({ mx: [[GOOD_MX, ca.issue({ dns: [GOOD_MX] })]] }, 20, qmailHome);
@@ -344,7 +351,7 @@ async function opened(body: () => Promise<void>): Promise<string> {
   return readFileSync(trace, 'latin1');
 }
 
-test('no policy: neither the CA store nor mailauth is read; a cached policy: mailauth is not loaded', async (t) => {
+test('no policy: neither the CA store nor mailauth is read; a cached policy: mailauth is not loaded, nor the store without a handshake', async (t) => {
   if (!existsSync('/usr/bin/strace')) return t.skip('strace is not installed');
   const none = await opened(async () => {
     const { run } = await toMx(ca.selfSigned({ dns: [MX] }), {});
@@ -363,6 +370,18 @@ test('no policy: neither the CA store nor mailauth is read; a cached policy: mai
   assert.equal(fetches, 0);
   assert.match(cached, /mta-sts\/example\.net\.json/, 'the cached policy was read');
   assert.doesNotMatch(cached, /mailauth/);
+
+  // A cached testing policy and an MX without STARTTLS: the store would only tell the log
+  // about a handshake that never happens, so it is not read.
+  const testingHome = home();
+  const testing = { mode: 'testing', mx: [[GOOD_MX, null]] } satisfies StsSetup;
+  await toStsDomain(testing, 1, testingHome);
+  const plain = await opened(async () => {
+    const { runs } = await toStsDomain(testing, 1, testingHome);
+    assert.match(runs[0]?.run.stdout ?? '', /^r\0K/);
+  });
+  assert.match(plain, /mta-sts\/example\.net\.json/, 'the cached policy was read');
+  assert.doesNotMatch(plain, /mailauth|\/etc\/ssl\/certs|test-ca-/);
 });
 
 test('docs/reliability.md tabulates exactly the cases run here, class by class', () => {

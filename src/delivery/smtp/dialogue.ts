@@ -41,7 +41,7 @@ export async function session(socket: Socket, ip: string, d: Delivery, envelope:
   const progress: Progress = { stage: 'greeting' };
   let wire: Wire;
   try {
-    const tls = await tlsOptions(options.requirement, options.requirement.name === '' || isIP(options.requirement.name) !== 0, systemCertificates);
+    const tls = tlsOptions(options.requirement, options.requirement.name === '' || isIP(options.requirement.name) !== 0, systemCertificates);
     wire = new Wire(socket, ip, d, options, tls);
   } catch (error) {
     socket.destroy();

@@ -75,10 +75,27 @@ export function satisfies(requirement: TlsRequirement, facts: TlsFacts): boolean
  * an IP address, which RFC 6066 forbids and Node warns about on stderr, the report pipe), and
  * the CAs to verify against when verification is asked for. rejectUnauthorized stays off: the
  * verdict is read after the handshake (see the header), and Node still checks the name.
+ *
+ * Under MTA-STS testing TLS is opportunistic and the CAs only tell the log whether the
+ * certificate verified: they are a getter, read when nodemailer copies these options into
+ * tls.connect's (Object.assign, at the handshake), so a server without STARTTLS costs no read
+ * of the system store. A store that cannot be read then verifies nothing, which testing logs.
  */
-export async function tlsOptions(requirement: TlsRequirement, isIp: boolean, systemCa: () => Promise<string[]>): Promise<Record<string, unknown>> {
+export function tlsOptions(requirement: TlsRequirement, isIp: boolean, systemCa: () => string[]): Record<string, unknown> {
   const sni = isIp ? {} : { servername: requirement.name };
-  if (requirement.kind !== 'verified' && requirement.policy !== 'sts-testing') return { rejectUnauthorized: false, ...sni };
-  const ca = requirement.kind === 'verified' && requirement.ca !== 'system' ? requirement.ca : await systemCa();
-  return { rejectUnauthorized: false, ca, ...sni };
+  if (requirement.kind === 'verified') {
+    return { rejectUnauthorized: false, ca: requirement.ca !== 'system' ? requirement.ca : systemCa(), ...sni };
+  }
+  if (requirement.policy !== 'sts-testing') return { rejectUnauthorized: false, ...sni };
+  return {
+    rejectUnauthorized: false,
+    ...sni,
+    get ca(): string[] {
+      try {
+        return systemCa();
+      } catch {
+        return [];
+      }
+    },
+  };
 }

@@ -8,7 +8,9 @@
 //   through OpenSSL). Node's bundled list is not used: an administrator who adds a private CA to
 //   the system store, or points SSL_CERT_FILE at one, expects every TLS client to trust it.
 //   Reading the store costs about 90 ms (Debian's store, Node 24), so it is read once, on first
-//   use, and only by a delivery that needs a verified session or logs one (MTA-STS testing).
+//   use, and only by a delivery that needs a verified session, or that logs whether one was
+//   (MTA-STS testing): there only when a handshake starts, so a server that offers no STARTTLS
+//   costs nothing.
 // - control/tlshosts/<host>.pem, as in qmail's TLS patch: when it exists, TLS to <host> is
 //   mandatory and its certificate must verify against the CAs in that file only. <host> is the
 //   lowercase MX or relay name (an IP literal as written, without brackets); it comes from DNS
@@ -27,10 +29,14 @@ const DEFAULT_CERT_DIR = '/etc/ssl/certs';
 
 let systemStore: string[] | undefined;
 
-/** The system's CA certificates (PEM), read on first use and kept for the process. */
-export async function systemCertificates(): Promise<string[]> {
+/**
+ * The system's CA certificates (PEM), read on first use and kept for the process. Synchronous,
+ * so that it can be read at the moment a handshake starts (requirement.ts); node:tls is loaded
+ * then, not before.
+ */
+export function systemCertificates(): string[] {
   if (systemStore === undefined) {
-    const tls = await import('node:tls');
+    const tls = process.getBuiltinModule('node:tls');
     systemStore = withoutMissingCertDir(() => tls.getCACertificates('system'));
   }
   return systemStore;
