@@ -44,6 +44,7 @@ export function checkWithin(input: WorkerInput, deadlineMs: number, dir = __dirn
   return new Promise((resolve, reject) => {
     let fallback = NOTHING_YET;
     let settled = false;
+    exposeGcToWorker();
     const worker = new Worker(join(dir, WORKER_FILE), {
       workerData: input,
       resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB },
@@ -84,4 +85,16 @@ export function checkWithin(input: WorkerInput, deadlineMs: number, dir = __dirn
     });
     worker.on('exit', () => settle(() => reject(new VerifyFailure('INTERNAL', 'the verification worker ended without a result'))));
   });
+}
+
+/**
+ * Lets the worker ask V8 for a young-generation collection while it feeds a big body to
+ * mailauth (check.ts, mailauthInput): every chunk it hands on is a copy, and V8 frees such
+ * buffers only when a collection runs, which it starts on its own only after tens of MiB of
+ * them. `gc` is put on a global when a context is made, so the flag is set here, before the
+ * worker's; the main thread's context, made already, does not get it. Where a Node does not
+ * honour the flag, the worker finds no `gc` and memory is what V8 makes it.
+ */
+function exposeGcToWorker(): void {
+  process.getBuiltinModule('node:v8').setFlagsFromString('--expose-gc');
 }

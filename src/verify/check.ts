@@ -79,14 +79,35 @@ function* mailauthInput(head: Head, source: MessageSource): Generator<Buffer> {
   yield Buffer.concat([...kept.map((field) => field.raw), head.hasSeparator ? CRLF : Buffer.alloc(0)]);
   if (!head.hasSeparator) return;
   let skip = head.fields.reduce((bytes, field) => bytes + field.raw.length, CRLF.length);
+  let sinceCollection = 0;
   for (const chunk of normalised(source)) {
     if (skip >= chunk.length) {
       skip -= chunk.length;
       continue;
     }
+    // A copy: mailauth's streams may still hold a chunk when the reader reuses its buffer.
     yield Buffer.from(chunk.subarray(skip));
     skip = 0;
+    sinceCollection += chunk.length;
+    if (sinceCollection >= COLLECT_EVERY_BYTES) {
+      collectYoung();
+      sinceCollection = 0;
+    }
   }
+}
+
+/**
+ * How much body goes to mailauth between two young-generation collections. Each copy above, and
+ * mailauth's own per chunk, is garbage at once, but V8 frees buffers only when a collection
+ * runs, and starts one for them only after tens of MiB: a 100 MiB message peaked at 150 MiB of
+ * RSS, 76 MiB for 2 KiB. Every 2 MiB it peaks near 95 MiB, for no more CPU (a collection of a
+ * young generation this small takes about a millisecond; every 512 KiB cost 10 % more CPU).
+ */
+const COLLECT_EVERY_BYTES = 2 << 20;
+
+/** A young-generation collection, where the worker was given `gc` (check-bounded.ts). */
+function collectYoung(): void {
+  (globalThis as { gc?: (options: { type: 'minor' }) => void }).gc?.({ type: 'minor' });
 }
 
 const CRLF = Buffer.from('\r\n');
