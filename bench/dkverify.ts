@@ -11,7 +11,7 @@ import { startDns } from '../test/helpers/dnsmasq.ts';
 import { makeRsaKey } from '../test/helpers/keys.ts';
 import { mailauthSign } from '../test/verify/signers.ts';
 import { asReceived } from '../test/verify/harness.ts';
-import { HAS_GNU_TIME, interleave, runOnce, stats, type Command } from './measure.ts';
+import { HAS_GNU_TIME, interleave, runOnce, stats, type Command, type Sample } from './measure.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'qmail-dkverify');
@@ -27,6 +27,10 @@ const BREAKDOWN: readonly (readonly [string, string])[] = [
   ["mailauth's DKIM verifier loaded (dkimVerify)", `require(${PARTS}).dkimVerify`],
   ["mailauth's DKIM, SPF, DMARC and ARC loaded", `const m = require(${PARTS}); m.dkimVerify; m.spf; m.evaluateDmarc; m.arc`],
 ];
+
+const NODE = 'node -e 0';
+const PASS_THROUGH = 'qmail-dkverify, DKVERIFY unset (pass-through)';
+const VERIFY = 'qmail-dkverify, DKVERIFY="" (verify)';
 
 const dir = mkdtempSync(join(tmpdir(), 'bench-dkverify-'));
 const rsa = makeRsaKey(2048);
@@ -63,9 +67,9 @@ authenticate(process.stdin, { sender: 'user@example.com', ip: '192.0.2.1', helo:
   // fd 0 of the shell is the message; it is moved to fd 3 for the inner command.
   const wrap = (command: Command): Command => ({ ...command, args: ['-c', `exec 3<&0; ${command.args[1] as string}`, 'sh'] });
   const commands: Command[] = [
-    { label: 'node -e 0', file: process.execPath, args: ['-e', '0'] },
-    wrap(dkverify('qmail-dkverify, DKVERIFY unset (pass-through)', small, {})),
-    wrap(dkverify('qmail-dkverify, DKVERIFY="" (verify)', small, { DKVERIFY: '' })),
+    { label: NODE, file: process.execPath, args: ['-e', '0'] },
+    wrap(dkverify(PASS_THROUGH, small, {})),
+    wrap(dkverify(VERIFY, small, { DKVERIFY: '' })),
     wrap(dkverify('qmail-dkverify, DKVERIFY="", no TCPREMOTEIP (no SPF, DMARC)', small, { DKVERIFY: '', TCPREMOTEIP: undefined })),
     { label: 'mailauth authenticate(), minimal script', file: process.execPath, args: [join(dir, 'authenticate.cjs')], stdin: small, env: { DNS: dns.server } },
     ...BREAKDOWN.map(([label, script]) => ({ label, file: process.execPath, args: ['-e', script] })),
@@ -88,7 +92,7 @@ authenticate(process.stdin, { sender: 'user@example.com', ip: '192.0.2.1', helo:
   // What each piece adds to `node -e 0`, CPU (user + system), medians.
   const cpuOf = (label: string): number => stats((samples.get(label) ?? []).map((s) => ((s.user ?? 0) + (s.sys ?? 0)) * 1000)).median;
   if (HAS_GNU_TIME) {
-    const floor = cpuOf('node -e 0');
+    const floor = cpuOf(NODE);
     lines.push('', '| start-up breakdown: a process that only… | CPU ms added to `node -e 0` |', '| --- | ---: |');
     for (const [label] of BREAKDOWN) lines.push(`| ${label} | ${(cpuOf(label) - floor).toFixed(0)} |`);
   }
@@ -96,6 +100,7 @@ authenticate(process.stdin, { sender: 'user@example.com', ip: '192.0.2.1', helo:
   const bigRun = await runOnce(wrap(dkverify('big', big, { DKVERIFY: '' })), { rusage: true });
   lines.push('', `| ${BIG_MIB} MiB message, DKVERIFY="" | ms | peak RSS MiB |`, '| --- | ---: | ---: |');
   lines.push(`| qmail-dkverify | ${bigRun.ms.toFixed(0)} | ${((bigRun.maxRssKiB ?? 0) / 1024).toFixed(0)} |`);
+  lines.push('', ...targets(samples, bigRun.maxRssKiB));
   process.stdout.write(`${lines.join('\n')}\n`);
 } finally {
   await dns.stop();
@@ -113,4 +118,30 @@ function writeBig(path: string, head: Buffer, mib: number): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * #21's targets for qmail-dkverify, from this run: wall (median) and CPU (median of user +
+ * system) against `node -e 0`; peak RSS at the big message against 80 MiB and the 2 KiB figure.
+ */
+function targets(samples: Map<string, Sample[]>, bigRssKiB: number | undefined): string[] {
+  const median = (label: string, of: (s: Sample) => number): number => stats((samples.get(label) ?? []).map(of)).median;
+  const wall = (label: string): number => median(label, (s) => s.ms);
+  const cpu = (label: string): number => median(label, (s) => ((s.user ?? 0) + (s.sys ?? 0)) * 1000);
+  const rssMiB = (label: string): number => median(label, (s) => (s.maxRssKiB ?? 0) / 1024);
+  const rows = ['| target | goal | measured | result |', '| --- | --- | --- | --- |'];
+  const verdict = (ok: boolean | null): string => (ok === null ? 'n/a' : ok ? '**PASS**' : '**FAIL**');
+  const startup = (label: string, name: string, goal: number): void => {
+    const w = wall(label) / wall(NODE);
+    const c = HAS_GNU_TIME ? cpu(label) / cpu(NODE) : null;
+    rows.push(`| ${name} | ≤ ${goal} × \`node -e 0\` | wall ${w.toFixed(2)}×, CPU ${c === null ? 'n/a' : `${c.toFixed(2)}×`} | ${verdict(w <= goal && (c === null || c <= goal))} |`);
+  };
+  startup(VERIFY, '2 KiB, DKIM + DomainKeys + SPF + DMARC', 2.5);
+  startup(PASS_THROUGH, 'pass-through (DKVERIFY unset)', 1.3);
+  const small = HAS_GNU_TIME ? rssMiB(VERIFY) : null;
+  const big = bigRssKiB === undefined ? null : bigRssKiB / 1024;
+  rows.push(`| peak RSS, ${BIG_MIB} MiB message | ≤ 80 MiB | ${big === null ? 'n/a' : `${big.toFixed(1)} MiB`} | ${verdict(big === null ? null : big <= 80)} |`);
+  const ratio = big !== null && small !== null ? big / small : null;
+  rows.push(`| peak RSS, ${BIG_MIB} MiB against 2 KiB | within 10 % | ${ratio === null ? 'n/a' : `${ratio.toFixed(2)}× (${(small ?? 0).toFixed(1)} → ${(big ?? 0).toFixed(1)} MiB)`} | ${verdict(ratio === null ? null : ratio <= 1.1)} |`);
+  return rows;
 }
