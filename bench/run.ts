@@ -456,7 +456,7 @@ function targets(small: Timing[], big: Timing[], sizes: SizeRow[], concurrency: 
   const rssLargest = rss(largest);
   const rssSmallest = rss(smallest);
   return [
-    both('2 KiB: start-up', '≤ 1.6 × `node -e 0`', small, LABELS.qmailRemote, LABELS.node, (v) => v <= 1.6),
+    both('2 KiB: start-up', '≤ 1.5 × `node -e 0`', small, LABELS.qmailRemote, LABELS.node, (v) => v <= 1.5),
     both('2 KiB: against the Perl wrapper model', '≥ 1.5 × faster', small, LABELS.perlWrapper, LABELS.qmailRemote, (v) => v >= 1.5, " (the wrapper's ÷ ours)"),
     both(`${BIG_MIB} MiB signed: against C qmail-remote sending it unsigned`, 'faster (< 1 ×)', big, LABELS.qmailRemote, LABELS.cQmailRemote, (v) => v < 1),
     check(
