@@ -1,12 +1,15 @@
-// MAIL FROM's ESMTP parameters against a real Exim (test/helpers/exim.ts), as well as the
-// scripted servers of esmtp-parameters.test.ts: Exim reads our SIZE=, BODY=8BITMIME and SMTPUTF8
-// as it reads any client's, refuses a message over its limit at MAIL from SIZE= alone, and
-// receives the message whole.
+// bin/qmail-remote against a real Exim (test/helpers/exim.ts). MAIL FROM's ESMTP parameters, as
+// well as against the scripted servers of esmtp-parameters.test.ts: Exim reads our SIZE=,
+// BODY=8BITMIME and SMTPUTF8 as it reads any client's, refuses a message over its limit at MAIL
+// from SIZE= alone, and receives the message whole. And what we sign, as an Exim MX verifies it
+// on receipt.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { eximMissing, startEximServer } from '../helpers/exim.ts';
+import { dkimResults, eximMissing, startEximServer } from '../helpers/exim.ts';
+import { makeEd25519Key, makeRsaKey } from '../helpers/keys.ts';
 import { Homes, qmailRemote, SIMPLE } from '../helpers/qmail-remote-rig.ts';
 
 const LATIN1 = fileURLToPath(new URL('../fixtures/latin1-8bit.eml', import.meta.url));
@@ -56,4 +59,28 @@ test('an 8-bit address to a real Exim goes with SMTPUTF8 and arrives as an SMTPU
   assert.match(report, /^r\0K/);
   assert.match(log, /MAIL-PARAMS size=\d+ smtputf8=yes/);
   assert.match(log, / <= alice@example\.com .* P=utf8esmtp .*for "?bjørn"?@example\.net/);
+});
+
+test('signed by qmail-remote, verified by Exim as it receives the message: the RSA and the ed25519 DKIM signature pass', { skip }, async () => {
+  const rsa = makeRsaKey();
+  const ed25519 = makeEd25519Key();
+  const keys = homes.path('keys');
+  mkdirSync(join(keys, 'example.com'), { recursive: true });
+  writeFileSync(join(keys, 'example.com', 'rsa'), rsa.privateKeyPem, { mode: 0o600 });
+  writeFileSync(join(keys, 'example.com', 'ed'), ed25519.privateKeyPem, { mode: 0o600 });
+  const exim = await startEximServer({
+    dkim: { txt: [{ name: 'rsa._domainkey.example.com', text: rsa.txt }, { name: 'ed._domainkey.example.com', text: ed25519.txt }] },
+  });
+  try {
+    const run = await qmailRemote({
+      home: homes.home({ smtproutes: `:127.0.0.1:${exim.port}\n`, dksign: `${keys}/%/rsa\n${keys}/%/ed\n` }),
+      args: ['example.net', 'alice@example.com', 'bob@example.net'],
+      message: SIMPLE,
+    });
+    assert.match(run.stdout, /^r\0K/);
+    const results = dkimResults(exim.mainlog()).map((s) => [s.domain, s.selector, s.algorithm, s.status, s.reason]);
+    assert.deepEqual(results.sort(), [['example.com', 'ed', 'ed25519-sha256', 'pass', ''], ['example.com', 'rsa', 'rsa-sha256', 'pass', '']]);
+  } finally {
+    await exim.close();
+  }
 });

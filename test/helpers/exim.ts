@@ -85,7 +85,7 @@ export async function verifyWithExim(message: Buffer, records: Pick<DnsRecords, 
       );
     });
     if (!/^250 OK id=/m.test(output)) throw new Error(`exim did not accept the message:\n${output}`);
-    return parseResults(output);
+    return dkimResults(output);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -103,14 +103,14 @@ function smtpSession(message: Buffer): Buffer {
 
 export interface EximServer {
   readonly port: number;
-  /** Exim's main log so far: the ACLs' MAIL-PARAMS lines and a `<=` line per message received. */
+  /** Exim's main log so far: the ACLs' MAIL-PARAMS and DKIM-RESULT lines, a `<=` line per message. */
   mainlog(): string;
   /** The bodies Exim has queued, as its spool keeps them (LF line ends). */
   bodies(): Buffer[];
   close(): Promise<void>;
 }
 
-const SERVER_CONFIG = (dir: string, sizeLimit: string): string => `primary_hostname = mx.receiver.test
+const SERVER_CONFIG = (dir: string, sizeLimit: string, dkim: boolean): string => `primary_hostname = mx.receiver.test
 exim_user = root
 exim_group = root
 keep_environment =
@@ -123,25 +123,48 @@ tls_advertise_hosts =
 chunking_advertise_hosts =
 acl_smtp_mail = acl_mail
 acl_smtp_rcpt = acl_rcpt
-begin acl
+${dkim ? 'acl_smtp_dkim = acl_dkim\ndkim_verify_hashes = sha256 : sha1\ndkim_verify_keytypes = ed25519 : rsa\n' : ''}begin acl
 acl_mail:
   warn logwrite = MAIL-PARAMS size=$message_size smtputf8=$message_smtputf8
   accept
 acl_rcpt:
   accept
+acl_dkim:
+  warn logwrite = DKIM-RESULT d=$dkim_domain s=$dkim_selector a=$dkim_algo status=$dkim_verify_status reason=$dkim_verify_reason
+  accept
+`;
+
+// One connection's Exim with DNS of its own, as for verifyWithExim(); $1 the directory, the
+// rest Exim's arguments. Exim is a child, not exec'd, so that dnsmasq is stopped after it.
+const SERVER_SCRIPT = `set -e
+ip link set lo up
+mount --bind "$1/resolv.conf" /etc/resolv.conf
+dnsmasq --conf-file="$1/dnsmasq.conf" --no-resolv --no-hosts --listen-address=127.0.0.1 --bind-interfaces --port=53 --pid-file="$1/dnsmasq-$$.pid" --user=root --cache-size=0
+trap 'kill "$(cat "$1/dnsmasq-$$.pid")"' EXIT
+shift
+${EXIM} "$@"
 `;
 
 /**
  * Exim on a free loopback port: each connection is handed to `exim4 -bs` as from 192.0.2.1
  * (-oMa, which root may set), and -odq keeps what it accepts in its spool. No TLS, no CHUNKING;
- * SIZE (`message_size_limit`, default 10M), 8BITMIME and SMTPUTF8 offered.
+ * SIZE (`message_size_limit`, default 10M), 8BITMIME and SMTPUTF8 offered. With `dkim`, Exim
+ * also verifies every DKIM signature as it receives the message, keys from those records, and
+ * logs a DKIM-RESULT line for each (it then runs in namespaces of its own, as verifyWithExim()).
  */
-export async function startEximServer(options: { sizeLimit?: string } = {}): Promise<EximServer> {
+export async function startEximServer(options: { sizeLimit?: string; dkim?: Pick<DnsRecords, 'txt'> } = {}): Promise<EximServer> {
   const dir = mkdtempSync(join(tmpdir(), 'exim-server-'));
-  writeFileSync(join(dir, 'exim.conf'), SERVER_CONFIG(dir, options.sizeLimit ?? '10M'));
+  writeFileSync(join(dir, 'exim.conf'), SERVER_CONFIG(dir, options.sizeLimit ?? '10M', options.dkim !== undefined));
+  const exim = ['-C', join(dir, 'exim.conf'), '-bs', '-odq', '-oMa', '192.0.2.1'];
+  let command: [string, string[]] = [EXIM, exim];
+  if (options.dkim) {
+    writeFileSync(join(dir, 'dnsmasq.conf'), `${configLines(options.dkim).join('\n')}\n`);
+    writeFileSync(join(dir, 'resolv.conf'), 'nameserver 127.0.0.1\n');
+    command = [UNSHARE, ['--mount', '--net', '/bin/sh', '-c', SERVER_SCRIPT, 'exim-server', dir, ...exim]];
+  }
   const children = new Set<ChildProcess>();
   const server: Server = createServer((socket: Socket) => {
-    const child = spawn(EXIM, ['-C', join(dir, 'exim.conf'), '-bs', '-odq', '-oMa', '192.0.2.1'], { stdio: ['pipe', 'pipe', 'ignore'] });
+    const child = spawn(command[0], command[1], { stdio: ['pipe', 'pipe', 'ignore'] });
     children.add(child);
     socket.pipe(child.stdin);
     child.stdout.pipe(socket);
@@ -180,9 +203,13 @@ export async function startEximServer(options: { sizeLimit?: string } = {}): Pro
 
 // Exim runs the DKIM ACL once for each name in $dkim_signers (d= and i= both), so one
 // signature can be logged twice: kept once.
-function parseResults(output: string): EximSignature[] {
+/** The DKIM-RESULT lines of Exim's output or main log, one entry per signature. */
+export function dkimResults(output: string): EximSignature[] {
   const seen = new Map<string, EximSignature>();
-  for (const match of output.matchAll(/^LOG: \S+ DKIM-RESULT d=(\S*) s=(\S*) a=(\S*) status=(\S*) reason=(\S*)$/gm)) {
+  // A logged line: "LOG: <id> DKIM-RESULT …" from -bh, "<date> <time> <id> DKIM-RESULT …" in a
+  // main log; -bh's debug output also echoes the ACL line unexpanded, which must not count.
+  const line = /^(?:LOG: \S+|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+) DKIM-RESULT d=(\S*) s=(\S*) a=(\S*) status=(\S*) reason=(\S*)$/gm;
+  for (const match of output.matchAll(line)) {
     const [, domain = '', selector = '', algorithm = '', status = '', reason = ''] = match;
     seen.set(`${domain} ${selector} ${algorithm}`, { domain, selector, algorithm, status, reason });
   }
