@@ -29,7 +29,9 @@ export const eximMissing: string | undefined = !existsSync(EXIM)
     ? 'Exim runs in its own network namespace, which needs root'
     : !existsSync(UNSHARE)
       ? 'unshare is not installed'
-      : undefined;
+      : !['/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip'].some((path) => existsSync(path))
+        ? 'ip is not installed (Debian package iproute2)'
+        : undefined;
 
 export type EximSignature = {
   domain: string;
