@@ -142,7 +142,7 @@ const SERVER_SCRIPT = `set -e
 ip link set lo up
 mount --bind "$1/resolv.conf" /etc/resolv.conf
 dnsmasq --conf-file="$1/dnsmasq.conf" --no-resolv --no-hosts --listen-address=127.0.0.1 --bind-interfaces --port=53 --pid-file="$1/dnsmasq-$$.pid" --user=root --cache-size=0
-trap 'kill "$(cat "$1/dnsmasq-$$.pid")"' EXIT
+trap 'kill "$(cat "$1/dnsmasq-$$.pid")"; rm -f "$1/dnsmasq-$$.pid"' EXIT
 shift
 ${EXIM} "$@"
 `;
@@ -196,11 +196,39 @@ export async function startEximServer(options: { sizeLimit?: string; dkim?: Pick
       });
     },
     async close() {
+      // Exim ends by itself after QUIT, and its shell then stops the connection's dnsmasq. One
+      // still running after a while is killed, which skips the shell's trap: every dnsmasq
+      // named by a pid file is stopped here too, so none outlives the test.
+      await Promise.all([...children].map((child) => exited(child, CLOSE_WAIT_MS)));
       for (const child of children) child.kill('SIGKILL');
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const name of readdirSync(dir).filter((file) => /^dnsmasq-\d+\.pid$/.test(file))) {
+        const pid = Number(readFileSync(join(dir, name), 'utf8').trim());
+        if (Number.isInteger(pid) && pid > 1) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // gone already
+          }
+        }
+      }
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+const CLOSE_WAIT_MS = 5000;
+
+/** Resolves when `child` has exited, or after `ms`. */
+function exited(child: ChildProcess, ms: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 // Exim runs the DKIM ACL once for each name in $dkim_signers (d= and i= both), so one
