@@ -43,33 +43,6 @@ export type EximSignature = {
   reason: string;
 };
 
-const CONFIG = (dir: string): string => `primary_hostname = mx.receiver.test
-exim_user = root
-exim_group = root
-spool_directory = ${dir}/spool
-log_file_path = ${dir}/%slog
-acl_smtp_rcpt = acl_rcpt
-acl_smtp_dkim = acl_dkim
-dkim_verify_hashes = sha256 : sha1
-dkim_verify_keytypes = ed25519 : rsa
-begin acl
-acl_rcpt:
-  accept
-acl_dkim:
-  warn logwrite = DKIM-RESULT d=$dkim_domain s=$dkim_selector a=$dkim_algo status=$dkim_verify_status reason=$dkim_verify_reason
-  accept
-`;
-
-// dnsmasq without --no-daemon returns once its socket is bound (its parent waits for the
-// daemon's start-up), so Exim never asks before it can answer.
-const SCRIPT = `set -e
-ip link set lo up
-mount --bind "$1/resolv.conf" /etc/resolv.conf
-dnsmasq --conf-file="$1/dnsmasq.conf" --no-resolv --no-hosts --listen-address=127.0.0.1 --bind-interfaces --port=53 --pid-file="$1/dnsmasq.pid" --user=root --cache-size=0
-trap 'kill "$(cat "$1/dnsmasq.pid")"' EXIT
-${EXIM} -C "$1/exim.conf" -bh 192.0.2.1 < "$1/session"
-`;
-
 /**
  * Exim's verdict on each signature of `message` (wire bytes: CRLF, not dot-stuffed), keys and
  * other records served from `records`. One entry per signature, in Exim's order.
@@ -77,14 +50,13 @@ ${EXIM} -C "$1/exim.conf" -bh 192.0.2.1 < "$1/session"
 export async function verifyWithExim(message: Buffer, records: Pick<DnsRecords, 'txt'>): Promise<EximSignature[]> {
   const dir = mkdtempSync(join(tmpdir(), 'exim-'));
   try {
-    writeFileSync(join(dir, 'exim.conf'), CONFIG(dir));
-    writeFileSync(join(dir, 'dnsmasq.conf'), `${configLines(records).join('\n')}\n`);
-    writeFileSync(join(dir, 'resolv.conf'), 'nameserver 127.0.0.1\n');
-    writeFileSync(join(dir, 'session'), smtpSession(message));
+    writeFileSync(join(dir, 'exim.conf'), CONFIG(dir, '10M', true));
+    const [file, args] = withDnsOfItsOwn(dir, records, ['-C', join(dir, 'exim.conf'), '-bh', '192.0.2.1']);
     const output = await new Promise<string>((resolve, reject) => {
-      execFile(UNSHARE, ['--mount', '--net', '/bin/sh', '-c', SCRIPT, 'exim-session', dir], { timeout: TIMEOUT_MS, maxBuffer: 64 << 20 }, (error, stdout, stderr) =>
+      const child = execFile(file, args, { timeout: TIMEOUT_MS, maxBuffer: 64 << 20 }, (error, stdout, stderr) =>
         error ? reject(new Error(`exim -bh: ${error.message}\n${stderr}`)) : resolve(`${stdout}${stderr}`),
       );
+      child.stdin?.end(smtpSession(message));
     });
     if (!/^250 OK id=/m.test(output)) throw new Error(`exim did not accept the message:\n${output}`);
     return dkimResults(output);
@@ -112,7 +84,8 @@ export interface EximServer {
   close(): Promise<void>;
 }
 
-const SERVER_CONFIG = (dir: string, sizeLimit: string, dkim: boolean): string => `primary_hostname = mx.receiver.test
+// Both ways' configuration: the ACLs log what the tests read; with `dkim`, every signature.
+const CONFIG = (dir: string, sizeLimit: string, dkim: boolean): string => `primary_hostname = mx.receiver.test
 exim_user = root
 exim_group = root
 keep_environment =
@@ -136,16 +109,27 @@ acl_dkim:
   accept
 `;
 
-// One connection's Exim with DNS of its own, as for verifyWithExim(); $1 the directory, the
-// rest Exim's arguments. Exim is a child, not exec'd, so that dnsmasq is stopped after it.
-const SERVER_SCRIPT = `set -e
-ip link set lo up
-mount --bind "$1/resolv.conf" /etc/resolv.conf
-dnsmasq --conf-file="$1/dnsmasq.conf" --no-resolv --no-hosts --listen-address=127.0.0.1 --bind-interfaces --port=53 --pid-file="$1/dnsmasq-$$.pid" --user=root --cache-size=0
-trap 'kill "$(cat "$1/dnsmasq-$$.pid")"; rm -f "$1/dnsmasq-$$.pid"' EXIT
+// Exim with DNS of its own: $1 the directory (dnsmasq.conf, resolv.conf), the rest Exim's
+// arguments. dnsmasq without --no-daemon returns once its socket is bound (its parent waits for
+// the daemon's start-up), so Exim never asks before it can answer. Exim is a child, not exec'd,
+// so that the trap stops dnsmasq after it; each run's pid file is named after its shell and
+// removed by the trap.
+const WITH_DNS = `set -e
+dir=$1
 shift
+ip link set lo up
+mount --bind "$dir/resolv.conf" /etc/resolv.conf
+dnsmasq --conf-file="$dir/dnsmasq.conf" --no-resolv --no-hosts --listen-address=127.0.0.1 --bind-interfaces --port=53 --pid-file="$dir/dnsmasq-$$.pid" --user=root --cache-size=0
+trap 'kill "$(cat "$dir/dnsmasq-$$.pid")"; rm -f "$dir/dnsmasq-$$.pid"' EXIT
 ${EXIM} "$@"
 `;
+
+/** The command that runs Exim with `eximArgs` in new namespaces whose DNS serves `records`. */
+function withDnsOfItsOwn(dir: string, records: Pick<DnsRecords, 'txt'>, eximArgs: readonly string[]): [string, string[]] {
+  writeFileSync(join(dir, 'dnsmasq.conf'), `${configLines(records).join('\n')}\n`);
+  writeFileSync(join(dir, 'resolv.conf'), 'nameserver 127.0.0.1\n');
+  return [UNSHARE, ['--mount', '--net', '/bin/sh', '-c', WITH_DNS, 'exim-with-dns', dir, ...eximArgs]];
+}
 
 /**
  * Exim on a free loopback port: each connection is handed to `exim4 -bs` as from 192.0.2.1
@@ -156,14 +140,9 @@ ${EXIM} "$@"
  */
 export async function startEximServer(options: { sizeLimit?: string; dkim?: Pick<DnsRecords, 'txt'> } = {}): Promise<EximServer> {
   const dir = mkdtempSync(join(tmpdir(), 'exim-server-'));
-  writeFileSync(join(dir, 'exim.conf'), SERVER_CONFIG(dir, options.sizeLimit ?? '10M', options.dkim !== undefined));
+  writeFileSync(join(dir, 'exim.conf'), CONFIG(dir, options.sizeLimit ?? '10M', options.dkim !== undefined));
   const exim = ['-C', join(dir, 'exim.conf'), '-bs', '-odq', '-oMa', '192.0.2.1'];
-  let command: [string, string[]] = [EXIM, exim];
-  if (options.dkim) {
-    writeFileSync(join(dir, 'dnsmasq.conf'), `${configLines(options.dkim).join('\n')}\n`);
-    writeFileSync(join(dir, 'resolv.conf'), 'nameserver 127.0.0.1\n');
-    command = [UNSHARE, ['--mount', '--net', '/bin/sh', '-c', SERVER_SCRIPT, 'exim-server', dir, ...exim]];
-  }
+  const command: [string, string[]] = options.dkim ? withDnsOfItsOwn(dir, options.dkim, exim) : [EXIM, exim];
   const children = new Set<ChildProcess>();
   const server: Server = createServer((socket: Socket) => {
     const child = spawn(command[0], command[1], { stdio: ['pipe', 'pipe', 'ignore'] });
