@@ -87,18 +87,16 @@ authenticate(process.stdin, { sender: 'user@example.com', ip: '192.0.2.1', helo:
     '| --- | ---: | ---: | ---: | ---: |',
   ];
   for (const command of commands) {
-    const runs = samples.get(command.label) ?? [];
-    const wall = stats(runs.map((s) => s.ms));
-    const rss = HAS_GNU_TIME ? stats(runs.map((s) => (s.maxRssKiB ?? 0) / 1024)).median.toFixed(0) : '–';
-    const cpu = HAS_GNU_TIME ? stats(runs.map((s) => ((s.user ?? 0) + (s.sys ?? 0)) * 1000)).median.toFixed(0) : '–';
+    const wall = stats((samples.get(command.label) ?? []).map((s) => s.ms));
+    const rss = HAS_GNU_TIME ? median(samples, command.label, rssMiB).toFixed(0) : '–';
+    const cpu = HAS_GNU_TIME ? median(samples, command.label, cpuMs).toFixed(0) : '–';
     lines.push(`| ${command.label} | ${wall.median.toFixed(0)} | ${wall.min.toFixed(0)} | ${cpu} | ${rss} |`);
   }
   // What each piece adds to `node -e 0`, CPU (user + system), medians.
-  const cpuOf = (label: string): number => stats((samples.get(label) ?? []).map((s) => ((s.user ?? 0) + (s.sys ?? 0)) * 1000)).median;
   if (HAS_GNU_TIME) {
-    const floor = cpuOf(NODE);
+    const floor = median(samples, NODE, cpuMs);
     lines.push('', '| start-up breakdown: a process that only… | CPU ms added to `node -e 0` |', '| --- | ---: |');
-    for (const [label] of BREAKDOWN) lines.push(`| ${label} | ${(cpuOf(label) - floor).toFixed(0)} |`);
+    for (const [label] of BREAKDOWN) lines.push(`| ${label} | ${(median(samples, label, cpuMs) - floor).toFixed(0)} |`);
   }
   process.stderr.write(`bench: ${BIG_MIB} MiB message\n`);
   const bigRun = await runOnce(wrap(dkverify('big', big, { DKVERIFY: '' })), { rusage: true });
@@ -130,11 +128,21 @@ function writeBig(path: string, head: Buffer, mib: number): void {
  * #21's targets for qmail-dkverify, from this run: wall (median) and CPU (median of user +
  * system) against `node -e 0`; peak RSS at the big message against 80 MiB and the 2 KiB figure.
  */
+function cpuMs(s: Sample): number {
+  return ((s.user ?? 0) + (s.sys ?? 0)) * 1000;
+}
+
+function rssMiB(s: Sample): number {
+  return (s.maxRssKiB ?? 0) / 1024;
+}
+
+function median(samples: Map<string, Sample[]>, label: string, of: (s: Sample) => number): number {
+  return stats((samples.get(label) ?? []).map(of)).median;
+}
+
 function targets(samples: Map<string, Sample[]>, bigRssKiB: number | undefined): string[] {
-  const median = (label: string, of: (s: Sample) => number): number => stats((samples.get(label) ?? []).map(of)).median;
-  const wall = (label: string): number => median(label, (s) => s.ms);
-  const cpu = (label: string): number => median(label, (s) => ((s.user ?? 0) + (s.sys ?? 0)) * 1000);
-  const rssMiB = (label: string): number => median(label, (s) => (s.maxRssKiB ?? 0) / 1024);
+  const wall = (label: string): number => median(samples, label, (s) => s.ms);
+  const cpu = (label: string): number => median(samples, label, cpuMs);
   const rows = ['| target | goal | measured | result |', '| --- | --- | --- | --- |'];
   const verdict = (ok: boolean | null): string => (ok === null ? 'n/a' : ok ? '**PASS**' : '**FAIL**');
   const startup = (label: string, name: string, goal: number): void => {
@@ -144,7 +152,7 @@ function targets(samples: Map<string, Sample[]>, bigRssKiB: number | undefined):
   };
   startup(VERIFY, '2 KiB, DKIM + DomainKeys + SPF + DMARC', 2.5);
   startup(PASS_THROUGH, 'pass-through (DKVERIFY unset)', 1.3);
-  const small = HAS_GNU_TIME ? rssMiB(VERIFY) : null;
+  const small = HAS_GNU_TIME ? median(samples, VERIFY, rssMiB) : null;
   const big = bigRssKiB === undefined ? null : bigRssKiB / 1024;
   rows.push(`| peak RSS, ${BIG_MIB} MiB message | ≤ 80 MiB | ${big === null ? 'n/a' : `${big.toFixed(1)} MiB`} | ${verdict(big === null ? null : big <= 80)} |`);
   const ratio = big !== null && small !== null ? big / small : null;

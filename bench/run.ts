@@ -324,7 +324,7 @@ async function stsGuard(c: Commands, message: string, dir: string): Promise<{ co
   const home = join(dir, 'sts-home');
   await mkdir(join(home, 'mta-sts'), { recursive: true, mode: 0o700 });
   await writeFile(join(home, 'mta-sts', `${STS_DOMAIN}.json`), JSON.stringify({ id: 'bench1', mode: 'testing', mx: [`mx.${STS_DOMAIN}`], expires: Date.now() + 86_400_000, maxAge: 86_400 }));
-  const control = (c.qmailRemote(message).env ?? {}).CONTROLDIR as string;
+  const control = join(dir, 'control');
   const stsControl = join(home, 'control');
   await mkdir(stsControl, { recursive: true });
   for (const name of ['me', 'dksign']) await writeFile(join(stsControl, name), await readFile(join(control, name)));

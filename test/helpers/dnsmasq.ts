@@ -296,7 +296,8 @@ async function waitUntilAnswering(port: number, givenUp: () => boolean): Promise
   }
 }
 
-async function terminate(child: ChildProcess): Promise<void> {
+/** SIGTERM, then SIGKILL if the child is still there after 2 s; resolves once it has exited. */
+export async function terminate(child: ChildProcess): Promise<void> {
   if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
   const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.kill('SIGTERM');

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDns, type DnsRecords } from './dnsmasq.ts';
+import { startDns, terminate, type DnsRecords } from './dnsmasq.ts';
 import { freePort } from './ports.ts';
 
 export const RSPAMD = '/usr/bin/rspamd';
@@ -108,13 +108,4 @@ function post(port: number, path: string, body: Buffer, timeoutMs: number): Prom
     req.on('error', reject);
     req.end(body);
   });
-}
-
-async function terminate(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-  await gone;
-  clearTimeout(timer);
 }
