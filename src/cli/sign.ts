@@ -35,7 +35,7 @@ export async function signCommand(args: SignArgs): Promise<number> {
       ...config.value,
       time,
       ...(args.canonicalization ? { dkCanonicalization: args.canonicalization } : {}),
-      origin: { key: readEntryKey(dir), now: Math.floor(Date.now() / 1000), maxAge: MARK_MAX_AGE },
+      origin: { key: () => readEntryKey(dir), now: Math.floor(Date.now() / 1000), maxAge: MARK_MAX_AGE },
     });
     if (!signed.ok) {
       say(`qmail-remote-dkim sign: ${signed.error.cause ?? 'key unusable'}`);

@@ -150,22 +150,20 @@ interface Job {
 async function signAndDeliver(job: Job, source: MessageSource, log: Outcome['log']): Promise<Outcome> {
   const now = Math.floor(Date.now() / 1000);
   const nosign = findRoute(parseSmtproutes(job.control.smtproutes), dnsName(job.host))?.nosign === true;
-  const signed = signMessage(source, {
+  // Which keys, for the signatures and for a seal alike (dksign or dkimkeys).
+  const keys = {
     templates: job.control.dksign,
     ...(job.control.table ? { table: job.control.table } : {}),
-    ...(nosign ? { off: 'the smtproutes entry for this host says nosign' } : {}),
     qmailHome: qmailHome(job.env),
     time: now,
-    origin: { key: readEntryKey(job.control.dir), now, maxAge: job.control.queueLifetime + DAY },
+  };
+  const signed = signMessage(source, {
+    ...keys,
+    ...(nosign ? { off: 'the smtproutes entry for this host says nosign' } : {}),
+    origin: { key: () => readEntryKey(job.control.dir), now, maxAge: job.control.queueLifetime + DAY },
   });
   if (!signed.ok) return { reports: failed(signed.error), log: { ...log, notes: [signed.error.cause ?? signed.error.code] } };
-  const sealed = await sealIfForwarded(signed.value, source, {
-    templates: job.control.dksign,
-    ...(job.control.table ? { table: job.control.table } : {}),
-    me: job.control.me,
-    qmailHome: qmailHome(job.env),
-    time: now,
-  });
+  const sealed = await sealIfForwarded(signed.value, source, { ...keys, me: job.control.me });
   if (!sealed.ok) return { reports: failed(sealed.error), log: { ...log, notes: [sealed.error.cause ?? sealed.error.code] } };
   const signedLog = { ...log, signatures: describe(signed.value), notes: [...signed.value.notes, ...sealed.value.notes] };
 

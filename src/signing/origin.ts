@@ -31,8 +31,11 @@ export type Origin =
     };
 
 export interface OriginOptions {
-  /** control/entrykey; null: no mark is believed. */
-  readonly key: Buffer | null;
+  /**
+   * control/entrykey; null: no mark is believed. Asked for only when a field carries a mark, so
+   * mail without one (nearly all) reads no key file.
+   */
+  readonly key: () => Buffer | null;
   /** Seconds since the epoch. */
   readonly now: number;
   /** How old a mark may be, in seconds: qmail-send's queue lifetime and a day. */
@@ -54,12 +57,13 @@ export function originOf(head: Head, source: MessageSource, options: OriginOptio
       return mark ? [mark] : [];
     });
   if (marked.length === 0) return { kind: 'local' };
-  if (options.key === null) return { kind: 'local', note: 'an entry mark, but no control/entrykey to check it with: local mail' };
+  const key = options.key();
+  if (key === null) return { kind: 'local', note: 'an entry mark, but no control/entrykey to check it with: local mail' };
   let here: EntryFacts | null = null;
   for (const mark of marked) {
     const { t } = mark.facts;
     if (t > options.now + CLOCK_SKEW || options.now - t > options.maxAge) continue;
-    if (!markVerifies(options.key, mark)) continue;
+    if (!markVerifies(key, mark)) continue;
     here ??= entryFacts(source, options.now);
     if (here.bh !== mark.facts.bh) continue;
     const beyond = headerBeyondBounds(head);

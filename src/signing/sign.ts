@@ -80,10 +80,9 @@ export function signMessage(source: MessageSource, config: SignConfig): Result<S
   const origin = config.origin ? originOf(head, source, config.origin) : LOCAL;
   const domainSource = keyDomainSource(head);
   if (!domainSource.found) return ok(unsigned(domainSource.reason, undefined, origin));
-  const rule = originRule(origin, domainSource.header, canonicalDomain(domainSource.domain));
-  if (rule.refuse) return ok({ ...unsigned(rule.note, domainSource.domain, origin) });
-
   const domain = canonicalDomain(domainSource.domain);
+  const rule = originRule(origin, domainSource.header, domain);
+  if (rule.refuse) return ok({ ...unsigned(rule.note, domainSource.domain, origin) });
   if (domain === null) return ok(unsigned(`not a valid domain: ${JSON.stringify(domainSource.domain.slice(0, 80))}`, domainSource.domain, origin));
   const choice = chooseKeys(domain, config);
   if (!choice.ok) return choice;

@@ -12,7 +12,7 @@ import { sealIfForwarded } from '../../src/signing/seal.ts';
 
 const KEY = Buffer.from('0123456789abcdef0123456789abcdef');
 const NOW = 1_800_000_000;
-const OPTIONS: OriginOptions = { key: KEY, now: NOW, maxAge: 8 * 86400 };
+const OPTIONS: OriginOptions = { key: () => KEY, now: NOW, maxAge: 8 * 86400 };
 const BODY = 'Hello.\r\n';
 
 const results: Results = {
@@ -66,8 +66,8 @@ test('a mark is not believed when stale, from the future, forged, moved to anoth
   const genuine = entered();
   assert.equal(originOfText(genuine.replace('dkim=fail', 'dkim=pass')).kind, 'local', 'a result changed');
   assert.equal(originOfText(genuine.replace('Hello.', 'Pay me.')).kind, 'local', 'another body');
-  assert.equal(originOfText(genuine, { ...OPTIONS, key: Buffer.from('another key, just as long as it') }).kind, 'local', 'another key');
-  const noKey = originOfText(genuine, { ...OPTIONS, key: null });
+  assert.equal(originOfText(genuine, { ...OPTIONS, key: () => Buffer.from('another key, just as long as it') }).kind, 'local', 'another key');
+  const noKey = originOfText(genuine, { ...OPTIONS, key: () => null });
   assert.deepEqual(noKey, { kind: 'local', note: 'an entry mark, but no control/entrykey to check it with: local mail' });
   // Header fields added after entry (Received:, Delivered-To:) and the From: rewritten leave it good.
   const added = `Delivered-To: bob@example.com\r\n${genuine.replace('From: alice@bank.test', 'From: list@example.com')}`;

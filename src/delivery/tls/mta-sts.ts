@@ -166,9 +166,9 @@ async function fetchShared(domain: string, id: string, cached: StsPolicy | null,
 async function fetchPolicy(domain: string, known: StsPolicy | null, cache: PolicyCache | null, opts: StsOptions): Promise<StsLookup> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    const [{ getPolicy }, tls, anchors] = await Promise.all([import('mailauth/lib/mta-sts.js'), import('node:tls'), systemCertificates()]);
+    const [{ getPolicy }, tls] = await Promise.all([import('mailauth/lib/mta-sts.js'), import('node:tls')]);
     // The policy host's certificate is checked against the system store (trust.ts), as for SMTP.
-    tls.setDefaultCACertificates(anchors);
+    tls.setDefaultCACertificates(systemCertificates());
     const knownForMailauth = known === null ? null : { ...known, expires: new Date(known.expires).toISOString(), mx: [...known.mx] };
     const bound = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error('policy fetch timed out')), opts.timeoutMs + 1000);
