@@ -129,23 +129,29 @@ const MAILAUTH_PARTS = {
 };
 const MAILAUTH_FILE = 'qmail-dkverify-mailauth.cjs';
 
-const mailauthApart = {
-  name: 'mailauth-apart',
-  setup(b) {
-    b.onResolve({ filter: /^mailauth\/lib\// }, (args) => {
-      if (!args.importer.endsWith('src/verify/mailauth-checks.ts')) return undefined;
-      if (!Object.values(MAILAUTH_PARTS).includes(args.path)) throw new Error(`${args.path}: not one of the mailauth parts bundled apart`);
-      return { path: MAILAUTH_FILE, namespace: 'mailauth-apart' };
-    });
-    // Through require(), not import(): Node's ES loader would first scan the 2 MB file for its
-    // CommonJS exports.
-    b.onResolve({ filter: /.*/, namespace: 'mailauth-apart' }, (args) => ({ path: args.path, external: true }));
-    b.onLoad({ filter: /.*/, namespace: 'mailauth-apart' }, () => ({
-      contents: `module.exports = require('./${MAILAUTH_FILE}');`,
-      loader: 'js',
-    }));
-  },
-};
+const mailauthApart = apart(MAILAUTH_FILE, 'src/verify/mailauth-checks.ts', /^mailauth\/lib\//, (path) => {
+  if (!Object.values(MAILAUTH_PARTS).includes(path)) throw new Error(`${path}: not one of the mailauth parts bundled apart`);
+});
+
+/**
+ * What `importer` imports by a path that `filter` matches is bundled in `file` of its own (a
+ * build of its own, below), which the importer's bundle require()s there: not import(), with
+ * which Node's ES loader would first scan the whole file for its CommonJS exports.
+ */
+function apart(file, importer, filter, check = () => undefined) {
+  return {
+    name: `apart-${file}`,
+    setup(b) {
+      b.onResolve({ filter }, (args) => {
+        if (!args.importer.endsWith(importer)) return undefined;
+        check(args.path);
+        return { path: file, namespace: 'apart' };
+      });
+      b.onResolve({ filter: /.*/, namespace: 'apart' }, (args) => ({ path: args.path, external: true }));
+      b.onLoad({ filter: /.*/, namespace: 'apart' }, () => ({ contents: `module.exports = require('./${file}');`, loader: 'js' }));
+    },
+  };
+}
 
 const mailauthParts = await build({
   stdin: {
@@ -161,17 +167,19 @@ const mailauthParts = await build({
   plugins: [joiStandIn, lazyVerifyModules],
 });
 
+// dist/qmail-dkverify-check.cjs: the verifying path (verify-queue.ts and the checks), which the
+// entry requires only when DKVERIFY is set: the pass-through reads the small entry alone.
+const CHECK_FILE = 'qmail-dkverify-check.cjs';
+const checkApart = apart(CHECK_FILE, 'src/verify/qmail-dkverify.ts', /\/verify-queue\.ts$/);
+
 const verify = await build({
   entryPoints: [`${root}src/verify/qmail-dkverify.ts`],
   outfile: `${root}dist/qmail-dkverify.cjs`,
   ...BUNDLE,
-  plugins: [mailauthApart],
+  plugins: [checkApart],
 });
-// dist/qmail-dkverify-check.cjs: the checks, run in a worker thread that the entry stops at the
-// deadline (src/verify/check-bounded.ts). The entry never loads them itself.
-const CHECK_FILE = 'qmail-dkverify-check.cjs';
 const check = await build({
-  entryPoints: [`${root}src/verify/check-worker.ts`],
+  entryPoints: [`${root}src/verify/verify-queue.ts`],
   outfile: `${root}dist/${CHECK_FILE}`,
   ...BUNDLE,
   plugins: [mailauthApart],

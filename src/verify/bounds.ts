@@ -1,7 +1,7 @@
 // What one message may make qmail-dkverify do. Strangers write every header it reads, and
 // qmail-smtpd neither times out its queue program nor limits how many run (tcpserver allows
-// 40 at once), so each kind of work is capped before it is parsed, and the whole check runs
-// in a worker thread that is stopped from outside at the deadline (check-bounded.ts).
+// 40 at once), so each kind of work is capped before it is parsed, and the whole check has a
+// deadline that a watchdog keeps from outside the process (check-bounded.ts).
 // docs/verify.md lists each attack class with its bound and the test that shows it.
 // The bounds on the header section itself are shared with sealing: src/mail/header-bounds.ts.
 export { MAX_FIELDS, MAX_LINES_PER_FIELD, MAX_SPACE_RUN, headerBeyondBounds, spaceRunOver } from '../mail/header-bounds.ts';
@@ -12,8 +12,6 @@ export const MAX_DKIM_SIGNATURES = 10;
 export const MAX_SIGNED_NAMES = 256;
 /** DNS queries one message may cause, all checks together (SPF's own limit of 10 included). */
 export const MAX_LOOKUPS = 50;
-/** The worker's JavaScript heap; past it the worker is stopped and the checks are temperror. */
-export const WORKER_HEAP_MB = 192;
 
 /** The number of h= names in a signature's tag text, counted without splitting it. */
 export function signedNameCount(h: string): number {

@@ -1,7 +1,7 @@
 // All the checks on one message: our DomainKeys verifier and mailauth's DKIM, SPF, DMARC and
-// ARC, over the message normalised to CRLF, within the bounds of bounds.ts. Runs in a worker
-// thread (check-worker.ts) that the main thread stops at the deadline: a check the deadline
-// cuts short is a temporary result (temperror, DomainKeys F, DKIM K), never a pass.
+// ARC, over the message normalised to CRLF, within the bounds of bounds.ts. check-bounded.ts runs
+// them under the deadline: a check the deadline cuts short is a temporary result (temperror,
+// DomainKeys F, DKIM K), never a pass.
 import type { Resolver } from 'node:dns/promises';
 import { normalised, type MessageSource } from '../mail/message.ts';
 import { HeadReader, fieldValue, type Head, type HeaderField } from '../mail/header.ts';
@@ -35,8 +35,8 @@ export const UNFINISHED = 'verification deadline passed';
 const NO_PROGRESS: CheckProgress = { fallback: () => undefined, dk: () => undefined };
 
 /**
- * Runs every check to its end: the deadline is not kept here but by whoever runs this (a
- * worker thread stopped from outside, check-bounded.ts), so nothing here can outrun it.
+ * Runs every check to its end: the deadline is not kept here but by whoever runs this
+ * (check-bounded.ts), with a watchdog outside this process that nothing here can outrun.
  */
 export async function checkMessage(source: MessageSource, settings: CheckSettings, progress = NO_PROGRESS): Promise<Results> {
   // mailauth's DNSResolver type promises strings only, but its SPF code asks for MX records and
@@ -105,9 +105,22 @@ function* mailauthInput(head: Head, source: MessageSource): Generator<Buffer> {
  */
 const COLLECT_EVERY_BYTES = 2 << 20;
 
-/** A young-generation collection, where the worker was given `gc` (check-bounded.ts). */
+type Collect = (options: { type: 'minor' }) => void;
+let collect: Collect | null | undefined;
+
+/**
+ * A young-generation collection. V8 gives `gc` to a context made after --expose-gc is set, so
+ * the flag is set and one small context made, on the first call (only a body past
+ * COLLECT_EVERY_BYTES gets here). Where a Node does not honour the flag there is no `gc` and
+ * memory is what V8 makes it.
+ */
 function collectYoung(): void {
-  (globalThis as { gc?: (options: { type: 'minor' }) => void }).gc?.({ type: 'minor' });
+  if (collect === undefined) {
+    process.getBuiltinModule('node:v8').setFlagsFromString('--expose-gc');
+    const gc: unknown = process.getBuiltinModule('node:vm').runInNewContext('typeof gc === "function" ? gc : null');
+    collect = typeof gc === 'function' ? (gc as Collect) : null;
+  }
+  collect?.({ type: 'minor' });
 }
 
 const CRLF = Buffer.from('\r\n');

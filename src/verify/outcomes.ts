@@ -42,3 +42,12 @@ export class VerifyFailure extends Error {
     this.outcome = OUTCOMES[name];
   }
 }
+
+/**
+ * The exit status for a failure: its outcome's, or INTERNAL for anything uncatalogued. The
+ * verifying path is a bundle of its own (scripts/bundle.mjs) with its own copy of this class,
+ * so each bundle turns its own failures into a status before they cross to the other.
+ */
+export function exitStatusFor(error: unknown): number {
+  return error instanceof VerifyFailure ? error.outcome.status : OUTCOMES.INTERNAL.status;
+}

@@ -6,7 +6,7 @@
 //
 // Nothing is ever written to fd 1 (the envelope, read-only) or fd 2 (possibly the SMTP
 // session's log); the exit status says everything (src/verify/outcomes.ts).
-import { OUTCOMES, VerifyFailure } from './outcomes.ts';
+import { exitStatusFor } from './outcomes.ts';
 import { exitStatusOf, nextProgram, startNext } from './next-queue.ts';
 
 async function main(): Promise<number> {
@@ -23,7 +23,7 @@ async function main(): Promise<number> {
 // process.exit() is safe here: this program writes nothing to any descriptor, and main()
 // resolves only once the next program has exited, so no output of ours can be cut short.
 function fail(error: unknown): never {
-  process.exit(error instanceof VerifyFailure ? error.outcome.status : OUTCOMES.INTERNAL.status);
+  process.exit(exitStatusFor(error));
 }
 
 process.emitWarning = () => undefined;

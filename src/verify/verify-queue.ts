@@ -5,12 +5,13 @@ import { readSync } from 'node:fs';
 import { openMessage, type MessageSource } from '../mail/message.ts';
 import { controlDir, readControlLine } from '../common/control.ts';
 import { makeResolver, serverList } from '../common/dns.ts';
-import { OUTCOMES, VerifyFailure } from './outcomes.ts';
+import { OUTCOMES, VerifyFailure, exitStatusFor } from './outcomes.ts';
 import { parseEnvelope } from './envelope.ts';
 import { decide, parseLetters } from './letters.ts';
 import { authResultsField } from './auth-results.ts';
 import { messageDkimLetter } from './dkim-results.ts';
-import { checkWithin, type WorkerInput } from './check-bounded.ts';
+import { checkWithin } from './check-bounded.ts';
+import type { CheckSettings } from './check.ts';
 import { rewritten } from './rewrite.ts';
 import { handOver } from './next-queue.ts';
 import { sleepSync } from '../common/sync-io.ts';
@@ -22,15 +23,23 @@ export const DEFAULT_DEADLINE_SECONDS = 20;
 const DNS_TIMEOUT_MS = 2000;
 const DNS_TRIES = 2;
 
+/** The exit status: the next program's, or the outcome that ended the verification. */
 export async function verifyAndQueue(next: string, env: NodeJS.ProcessEnv): Promise<number> {
+  try {
+    return await verifyThenQueue(next, env);
+  } catch (error) {
+    return exitStatusFor(error);
+  }
+}
+
+async function verifyThenQueue(next: string, env: NodeJS.ProcessEnv): Promise<number> {
   const policy = parseLetters(env.DKVERIFY ?? '');
   const settings = checkSettings(env);
   const source = await readMessage();
   try {
     const envelope = parseEnvelope(readEnvelope());
-    if (source.fd === undefined) throw new VerifyFailure('INTERNAL', 'the message is not in a file');
     const { deadlineMs, ...checks } = settings;
-    const results = await checkWithin({ ...checks, fd: source.fd, sender: envelope.sender }, deadlineMs);
+    const results = await checkWithin(source, { ...checks, sender: envelope.sender }, deadlineMs);
     const decision = decide(policy, results.dk.letter, messageDkimLetter(results.dkim));
     if (decision === 'reject') return OUTCOMES.REJECTED.status;
     if (decision === 'defer') return OUTCOMES.DEFERRED.status;
@@ -41,19 +50,17 @@ export async function verifyAndQueue(next: string, env: NodeJS.ProcessEnv): Prom
   }
 }
 
-type Settings = Omit<WorkerInput, 'fd' | 'sender'> & { readonly deadlineMs: number };
+type Settings = Omit<CheckSettings, 'sender'> & { readonly deadlineMs: number };
 
 function checkSettings(env: NodeJS.ProcessEnv): Settings {
-  const dnsServers = serverList(env.DKVERIFY_DNS);
-  if (!makeResolver({ servers: dnsServers })) throw new VerifyFailure('INTERNAL', 'DKVERIFY_DNS is not a list of IP addresses');
+  const resolver = makeResolver({ servers: serverList(env.DKVERIFY_DNS), timeout: DNS_TIMEOUT_MS, tries: DNS_TRIES });
+  if (!resolver) throw new VerifyFailure('INTERNAL', 'DKVERIFY_DNS is not a list of IP addresses');
   const seconds = env.DKVERIFY_TIMEOUT === undefined ? DEFAULT_DEADLINE_SECONDS : Number(env.DKVERIFY_TIMEOUT);
   if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 600) throw new VerifyFailure('INTERNAL', 'DKVERIFY_TIMEOUT is not a number of seconds');
   return {
     authservId: authservId(env),
     ip: env.TCPREMOTEIP || null,
-    dnsServers,
-    dnsTimeoutMs: DNS_TIMEOUT_MS,
-    dnsTries: DNS_TRIES,
+    resolver,
     deadlineMs: seconds * 1000,
   };
 }

@@ -1,7 +1,7 @@
 // bin/qmail-dkverify runs three bundles: dist/qmail-dkverify.cjs, the entry, which every
-// message reads; dist/qmail-dkverify-check.cjs, the checks, which only a verification reads, in
-// the worker thread that the entry stops at the deadline; and dist/qmail-dkverify-mailauth.cjs,
-// mailauth and its dependencies, which the checks require. None holds the delivery path or the
+// message reads (the pass-through needs nothing more); dist/qmail-dkverify-check.cjs, the
+// verifying path and its checks, which only a verification reads; and
+// dist/qmail-dkverify-mailauth.cjs, mailauth and its dependencies, which the checks require. None holds the delivery path or the
 // admin commands, and the parts of mailauth a verification never calls are loaded on first use.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,14 +17,12 @@ const mailauth = inputs['qmail-dkverify-mailauth.cjs'] ?? [];
 const packagesOf = (paths: string[]): Set<string> =>
   new Set(paths.flatMap((path) => /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(path)?.[1] ?? []));
 
-test('the entry bundle holds the verify path but not the checks; the check bundle holds them; neither a package', () => {
+test('the entry bundle holds the pass-through but not the verifying path; the check bundle holds that; neither a package', () => {
   const sources = main.filter((path) => path.startsWith('src/'));
   assert.ok(sources.includes('src/verify/qmail-dkverify.ts'));
-  assert.ok(!sources.includes('src/verify/check.ts'));
-  assert.ok(!sources.includes('src/verify/mailauth-checks.ts'));
+  for (const path of ['src/verify/verify-queue.ts', 'src/verify/check.ts', 'src/verify/mailauth-checks.ts']) assert.ok(!sources.includes(path), path);
   const checks = check.filter((path) => path.startsWith('src/'));
-  assert.ok(checks.includes('src/verify/check.ts'));
-  assert.ok(checks.includes('src/verify/mailauth-checks.ts'));
+  for (const path of ['src/verify/verify-queue.ts', 'src/verify/check.ts', 'src/verify/mailauth-checks.ts', 'src/verify/watchdog.ts']) assert.ok(checks.includes(path), path);
   const outside = [...sources, ...checks].filter((path) => !/^src\/(verify|mail|canon|common)\//.test(path));
   assert.deepEqual(outside, []);
   assert.deepEqual([...packagesOf(main), ...packagesOf(check)], []);
@@ -42,10 +40,18 @@ test('mailauth is in its own bundle, without its signer entry, BIMI, joi, or the
   }
 });
 
-test('the checks require the mailauth bundle, not import(): no ES loader scan of its exports', () => {
-  const bundle = readFileSync(new URL('qmail-dkverify-check.cjs', DIST), 'utf8');
-  assert.match(bundle, /require\("\.\/qmail-dkverify-mailauth\.cjs"\)/);
-  assert.doesNotMatch(bundle, /import\("/);
+test('each bundle requires the next, not import(): no ES loader scan of its exports', () => {
+  const entry = readFileSync(new URL('qmail-dkverify.cjs', DIST), 'utf8');
+  assert.match(entry, /require\("\.\/qmail-dkverify-check\.cjs"\)/);
+  const checks = readFileSync(new URL('qmail-dkverify-check.cjs', DIST), 'utf8');
+  assert.match(checks, /require\("\.\/qmail-dkverify-mailauth\.cjs"\)/);
+  for (const bundle of [entry, checks]) assert.doesNotMatch(bundle, /import\("/);
+});
+
+test('a verification starts no worker thread: the deadline is a watchdog process (src/verify/watchdog.ts)', () => {
+  for (const file of ['qmail-dkverify.cjs', 'qmail-dkverify-check.cjs', 'qmail-dkverify-mailauth.cjs']) {
+    assert.doesNotMatch(readFileSync(new URL(file, DIST), 'utf8'), /worker_threads/, file);
+  }
 });
 
 test('what a verification never calls stays out of the file and is loaded on first use', () => {

@@ -1,0 +1,55 @@
+// The deadline kept from outside: a process apart that kills this one (SIGKILL) if it has not
+// disarmed the watchdog in time. A timer here could not: a task that holds the event loop holds
+// the timer too. The watchdog is timeout(1) running cat(1) on a pipe whose writing end only
+// this process holds. When this process closes that end (disarm) or ends in any way, cat reads
+// end-of-file and the watchdog ends without a kill; only when timeout(1) stops cat first (status
+// 124) is the kill sent, and then this process is alive (it still holds the pipe), so its pid
+// cannot name another process. Three small processes for the length of a verification.
+import { spawn } from 'node:child_process';
+import type { Socket } from 'node:net';
+import { VerifyFailure } from './outcomes.ts';
+
+/** $1: seconds, $2: the pid to kill. */
+const SCRIPT = 'timeout "$1" cat >/dev/null; [ $? -ne 124 ] || exec kill -KILL "$2"';
+/** What ps(1) shows for the watchdog's shell ($0). */
+export const WATCHDOG_NAME = 'qmail-dkverify-watchdog';
+
+export interface Watchdog {
+  /**
+   * Rejects (INTERNAL) if the watchdog cannot start or ends before it is disarmed: nothing
+   * would then keep the deadline from outside, so the message is deferred, not checked
+   * without one. Never settles otherwise.
+   */
+  readonly failed: Promise<never>;
+  /** Ends the watchdog; idempotent. */
+  disarm(): void;
+}
+
+export function armWatchdog(ms: number): Watchdog {
+  const seconds = (Math.max(ms, 1) / 1000).toFixed(3);
+  const child = spawn('/bin/sh', ['-c', SCRIPT, WATCHDOG_NAME, seconds, String(process.pid)], {
+    stdio: ['pipe', 'ignore', 'ignore'],
+  });
+  let disarmed = false;
+  const failed = new Promise<never>((_, reject) => {
+    const fail = (cause?: unknown): void => {
+      if (!disarmed) reject(new VerifyFailure('INTERNAL', 'the verification watchdog did not run', { cause }));
+    };
+    child.once('error', fail);
+    child.once('exit', () => fail());
+  });
+  // Settled or not, this promise must never count as an unhandled rejection.
+  failed.catch(() => undefined);
+  // Neither the watchdog nor its pipe keeps this process waiting for them.
+  // (A piped stdio is a net.Socket, whatever the type says.)
+  const pipe = child.stdin as Socket;
+  child.unref();
+  pipe.on('error', () => undefined).unref();
+  return {
+    failed,
+    disarm: () => {
+      disarmed = true;
+      pipe.destroy();
+    },
+  };
+}
