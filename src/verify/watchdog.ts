@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import { VerifyFailure } from './outcomes.ts';
 
 /** $1: seconds, $2: the pid to kill. */
-const SCRIPT = 'timeout "$1" cat >/dev/null; [ $? -ne 124 ] || exec kill -KILL "$2"';
+export const WATCHDOG_SCRIPT = 'timeout "$1" cat >/dev/null; [ $? -ne 124 ] || exec kill -KILL "$2"';
 /** What ps(1) shows for the watchdog's shell ($0). */
 export const WATCHDOG_NAME = 'qmail-dkverify-watchdog';
 
@@ -27,7 +27,7 @@ export interface Watchdog {
 
 export function armWatchdog(ms: number): Watchdog {
   const seconds = (Math.max(ms, 1) / 1000).toFixed(3);
-  const child = spawn('/bin/sh', ['-c', SCRIPT, WATCHDOG_NAME, seconds, String(process.pid)], {
+  const child = spawn('/bin/sh', ['-c', WATCHDOG_SCRIPT, WATCHDOG_NAME, seconds, String(process.pid)], {
     stdio: ['pipe', 'ignore', 'ignore'],
   });
   let disarmed = false;
