@@ -3,8 +3,10 @@
 // queued. That timer needs the event loop, which a check busy in one long synchronous task (a
 // regular expression, a parser loop) would hold; the caps of bounds.ts keep every task short,
 // and for whatever they miss a watchdog, a process apart (watchdog.ts), kills this one when the
-// checks are still running a grace period after the deadline: qmail-smtpd then answers 451 and
-// the sender tries again later. Nothing is lost and nothing is passed unchecked either way.
+// checks are still running a grace period after the deadline, even if the hand-over to the next
+// program has begun: qmail-smtpd then answers 451, qmail-queue queues nothing without the
+// envelope we write last, and the sender tries again later. Nothing is lost and nothing is
+// passed unchecked either way.
 //
 // The checks used to run in a worker thread stopped at the deadline: that kept even a busy
 // check's partial results, but cost ~100 ms of CPU per message to start (docs/verify.md).
@@ -35,7 +37,12 @@ export async function checkWithin(source: MessageSource, settings: CheckSettings
   let fallback = NOTHING_YET;
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<Results>((resolve) => {
-    timer = setTimeout(() => resolve(fallback), deadlineMs);
+    timer = setTimeout(() => {
+      // What the checks still wait for will not be used: their lookups end now, so that
+      // they end soon too.
+      settings.resolver.cancel();
+      resolve(fallback);
+    }, deadlineMs);
   });
   const checks = checkMessage(source, settings, {
     fallback: (results) => {
@@ -47,10 +54,12 @@ export async function checkWithin(source: MessageSource, settings: CheckSettings
   }).catch((error: unknown) => {
     throw new VerifyFailure('INTERNAL', 'verification failed', { cause: error });
   });
+  // Disarmed when the checks are over, not at the deadline: checks that run on past it, beside
+  // the hand-over to the next program, are still watched, and killed if they never end.
+  checks.finally(() => watchdog.disarm()).catch(() => undefined);
   try {
     return await Promise.race([checks, deadline, watchdog.failed]);
   } finally {
     clearTimeout(timer);
-    watchdog.disarm();
   }
 }

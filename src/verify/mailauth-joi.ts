@@ -2,8 +2,8 @@
 // with it there: a DKIM key record's p= (`Joi.string().base64({ paddingRequired: false })`, in
 // lib/tools.js) and the domain SPF is checked for (`Joi.string().domain({ allowUnicode: false,
 // tlds: false })`, in lib/spf/index.js). joi itself is about 300 KB, and loading it builds every
-// type it has: about a third of what loading mailauth's verifiers cost each start of the checks'
-// worker. The verify bundle gives mailauth this module in joi's place (scripts/bundle.mjs).
+// type it has: about a third of what loading mailauth's verifiers cost each verification.
+// The verify bundle gives mailauth this module in joi's place (scripts/bundle.mjs).
 //
 // The answers are joi's: the domain check is the function joi calls (@hapi/address's
 // isDomainValid, with these options as joi passes them on), the base64 check RFC 4648 §4 with
