@@ -2,15 +2,18 @@
 // disarmed the watchdog in time. A timer here could not: a task that holds the event loop holds
 // the timer too. The watchdog is timeout(1) running cat(1) on a pipe whose writing end only
 // this process holds. When this process closes that end (disarm) or ends in any way, cat reads
-// end-of-file and the watchdog ends without a kill; only when timeout(1) stops cat first (status
-// 124) is the kill sent, and then this process is alive (it still holds the pipe), so its pid
-// cannot name another process. Three small processes for the length of a verification.
+// end-of-file, timeout(1) ends with cat's 0, and the watchdog ends without a kill. Any other
+// status is timeout(1) stopping cat (124 from GNU's and toybox's, another from some busybox
+// versions) and sends the kill; this process is then alive (it still holds the pipe), so its
+// pid cannot name another process. 125 to 127 (timeout(1) failed, or is missing) end the
+// watchdog early instead, which `failed` reports. Three small processes for the length of a
+// verification.
 import { spawn } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { VerifyFailure } from './outcomes.ts';
 
 /** $1: seconds, $2: the pid to kill. */
-export const WATCHDOG_SCRIPT = 'timeout "$1" cat >/dev/null; [ $? -ne 124 ] || exec kill -KILL "$2"';
+export const WATCHDOG_SCRIPT = 'timeout "$1" cat >/dev/null; s=$?; [ $s -eq 0 ] || [ $s -ge 125 -a $s -le 127 ] || exec kill -KILL "$2"';
 /** What ps(1) shows for the watchdog's shell ($0). */
 export const WATCHDOG_NAME = 'qmail-dkverify-watchdog';
 

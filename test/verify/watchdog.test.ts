@@ -6,7 +6,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const WATCHDOG = fileURLToPath(new URL('../../src/verify/watchdog.ts', import.meta.url));
@@ -32,6 +34,18 @@ test('a process busy past the deadline, its timers unseen, is killed (SIGKILL)',
   const ended = await run("armWatchdog(300); setTimeout(() => console.log('timer'), 0); busy(60_000); console.log('survived');");
   assert.equal(ended.signal, 'SIGKILL');
   assert.equal(ended.stdout, '', 'neither the timer nor the end of the loop was reached');
+});
+
+test('a timeout(1) that ends a timed-out command with another status than GNU\'s 124 (some busybox versions) kills as well', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'watchdog-'));
+  try {
+    // Stands in for such a timeout(1): its time is up at once, and it says so its own way.
+    writeFileSync(join(dir, 'timeout'), '#!/bin/sh\nexit 143\n', { mode: 0o755 });
+    const ended = await run('armWatchdog(60_000); busy(60_000); console.log(\'survived\');', { ...process.env, PATH: `${dir}:${process.env.PATH ?? ''}` });
+    assert.equal(ended.signal, 'SIGKILL');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a process that disarms in time runs on past the deadline', async () => {
