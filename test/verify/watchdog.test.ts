@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { WATCHDOG_NAME } from '../../src/verify/watchdog.ts';
 
 const WATCHDOG = fileURLToPath(new URL('../../src/verify/watchdog.ts', import.meta.url));
 
@@ -59,7 +60,7 @@ test('a process that ends without disarming leaves no watchdog running', async (
     const { readdirSync, readFileSync } = await import('node:fs');
     const mine = () => readdirSync('/proc').filter((p) => /^\\d+$/.test(p)).filter((p) => {
       try { return readFileSync('/proc/' + p + '/stat', 'latin1').replace(/^.*\\) /, '').split(' ')[1] === String(process.pid)
-        && readFileSync('/proc/' + p + '/cmdline', 'latin1').includes('qmail-dkverify-watchdog'); } catch { return false; } });
+        && readFileSync('/proc/' + p + '/cmdline', 'latin1').includes(${JSON.stringify(WATCHDOG_NAME)}); } catch { return false; } });
     for (let found = mine(); ; found = mine()) { if (found.length) { console.log(found[0]); break; } busy(10); }`);
   assert.equal(ended.code, 0);
   const pid = ended.stdout.trim();
