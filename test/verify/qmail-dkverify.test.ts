@@ -3,6 +3,9 @@
 // itself: with every letter but the expected ones in uppercase the message must still be
 // queued, so the letters of the message are exactly those.
 import { test, before, after } from 'node:test';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { startDns, type DnsServer } from '../helpers/dnsmasq.ts';
 import { makeEd25519Key, makeRsaKey } from '../helpers/keys.ts';
@@ -350,6 +353,34 @@ test('empty DKVERIFY: verify and add the header, accept everything', async () =>
   const result = await run(asReceived(revoked), { env: { DKVERIFY: '' } });
   assert.equal(result.status, 0);
   assert.match(addedField(result), /dkim=permerror/);
+});
+
+test('NODE_COMPILE_CACHE (docs/verify.md): filled by one verification, used by the next, the same result, silent; one it cannot write is no error', async () => {
+  const signed = ownSign(MESSAGE, rsa);
+  const cache = mkdtempSync(join(tmpdir(), 'dkverify-cache-'));
+  try {
+    const env = { DKVERIFY: '', NODE_COMPILE_CACHE: cache };
+    const first = await run(asReceived(signed), { env });
+    const filled = readdirSync(cache, { recursive: true }).length;
+    assert.ok(filled > 0, 'the first verification wrote compiled code');
+    const second = await run(asReceived(signed), { env });
+    for (const result of [first, second]) {
+      assert.equal(result.status, 0);
+      assert.equal(result.stderr, '');
+      assert.match(addedField(result), /dkim=pass/);
+    }
+    assert.equal(addedField(second), addedField(first));
+    // Node's own account of it, asked for (on fd 2) only here.
+    const told = await run(asReceived(signed), { env: { ...env, NODE_DEBUG_NATIVE: 'COMPILE_CACHE' } });
+    assert.match(told.stderr, /qmail-dkverify-mailauth\.cjs[^\n]*accepted/, 'the mailauth bundle came from the cache');
+    // A path that cannot be a directory: no cache, and not a byte on fd 2 about it.
+    const unwritable = await run(asReceived(signed), { env: { DKVERIFY: '', NODE_COMPILE_CACHE: '/dev/null/cache' } });
+    assert.equal(unwritable.status, 0);
+    assert.equal(unwritable.stderr, '');
+    assert.equal(addedField(unwritable), addedField(first));
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
+  }
 });
 
 test('DKVERIFY unset or RELAYCLIENT set: no verification, message and envelope byte for byte', async () => {
