@@ -11,7 +11,7 @@ import { startDns } from '../test/helpers/dnsmasq.ts';
 import { makeRsaKey } from '../test/helpers/keys.ts';
 import { mailauthSign } from '../test/verify/signers.ts';
 import { asReceived } from '../test/verify/harness.ts';
-import { WATCHDOG_SCRIPT } from '../src/verify/watchdog.ts';
+import { watchdogCommand } from '../src/verify/watchdog.ts';
 import { HAS_GNU_TIME, interleave, runOnce, stats, type Command, type Sample } from './measure.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -30,7 +30,7 @@ const PARTS = JSON.stringify(join(ROOT, 'dist', 'qmail-dkverify-mailauth.cjs'));
 const BREAKDOWN: readonly (readonly [string, string])[] = [
   // As qmail-dkverify arms it, minus the unref: this process waits for the watchdog to end, so
   // that its CPU (and its children's) is counted.
-  ['the watchdog started and disarmed (the deadline\'s price)', `const dog = require('node:child_process').spawn('/bin/sh', ['-c', ${JSON.stringify(WATCHDOG_SCRIPT)}, 'w', '30', String(process.pid)], { stdio: ['pipe', 'ignore', 'ignore'] }); dog.stdin.end();`],
+  ['the watchdog started and disarmed (the deadline\'s price)', `const [file, args] = ${JSON.stringify(watchdogCommand(30_000, 0))}; args[args.length - 1] = String(process.pid); const dog = require('node:child_process').spawn(file, args, { stdio: ['pipe', 'ignore', 'ignore'] }); dog.stdin.end();`],
   ["mailauth's DKIM verifier loaded (dkimVerify)", `require(${PARTS}).dkimVerify`],
   ["mailauth's DKIM, SPF, DMARC and ARC loaded", `const m = require(${PARTS}); m.dkimVerify; m.spf; m.evaluateDmarc; m.arc`],
 ];

@@ -148,7 +148,8 @@ function apart(file, importer, filter, check = () => undefined) {
         return { path: file, namespace: 'apart' };
       });
       b.onResolve({ filter: /.*/, namespace: 'apart' }, (args) => ({ path: args.path, external: true }));
-      b.onLoad({ filter: /.*/, namespace: 'apart' }, () => ({ contents: `module.exports = require('./${file}');`, loader: 'js' }));
+      // Keyed by the path, which is the file: two such plugins in one build each load their own.
+      b.onLoad({ filter: /.*/, namespace: 'apart' }, (args) => ({ contents: `module.exports = require('./${args.path}');`, loader: 'js' }));
     },
   };
 }

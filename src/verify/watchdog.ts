@@ -13,7 +13,7 @@ import type { Socket } from 'node:net';
 import { VerifyFailure } from './outcomes.ts';
 
 /** $1: seconds, $2: the pid to kill. */
-export const WATCHDOG_SCRIPT = 'timeout "$1" cat >/dev/null; s=$?; [ $s -eq 0 ] || [ $s -ge 125 -a $s -le 127 ] || exec kill -KILL "$2"';
+const WATCHDOG_SCRIPT = 'timeout "$1" cat >/dev/null; s=$?; [ $s -eq 0 ] || [ $s -ge 125 -a $s -le 127 ] || exec kill -KILL "$2"';
 /** What ps(1) shows for the watchdog's shell ($0). */
 export const WATCHDOG_NAME = 'qmail-dkverify-watchdog';
 
@@ -28,11 +28,13 @@ export interface Watchdog {
   disarm(): void;
 }
 
+/** The watchdog's program and arguments: kill `pid` after `ms` unless its stdin ends first. */
+export function watchdogCommand(ms: number, pid: number): [string, string[]] {
+  return ['/bin/sh', ['-c', WATCHDOG_SCRIPT, WATCHDOG_NAME, (Math.max(ms, 1) / 1000).toFixed(3), String(pid)]];
+}
+
 export function armWatchdog(ms: number): Watchdog {
-  const seconds = (Math.max(ms, 1) / 1000).toFixed(3);
-  const child = spawn('/bin/sh', ['-c', WATCHDOG_SCRIPT, WATCHDOG_NAME, seconds, String(process.pid)], {
-    stdio: ['pipe', 'ignore', 'ignore'],
-  });
+  const child = spawn(...watchdogCommand(ms, process.pid), { stdio: ['pipe', 'ignore', 'ignore'] });
   let disarmed = false;
   const failed = new Promise<never>((_, reject) => {
     const fail = (cause?: unknown): void => {
