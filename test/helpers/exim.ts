@@ -1,7 +1,7 @@
 // A real Exim for the tests (Debian's exim4-daemon-light), two ways:
 // - verifyWithExim(): Exim's own DKIM verdict on a message, as an Exim MX reaches it: `exim4 -bh`
 //   runs a whole SMTP session from a client address without delivering anything, and the DKIM
-//   ACL of a small configuration logs each signature's result (Exim's spec, "Verifying DKIM
+//   ACL of a small configuration logs each signature's result (the Exim manual, "Verifying DKIM
 //   signatures in incoming mail");
 // - startEximServer(): Exim answering SMTP on a loopback port, one `exim4 -bs` per connection,
 //   which queues what it accepts in a spool of its own and delivers nothing, for qmail-remote to
