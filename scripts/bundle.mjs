@@ -74,13 +74,14 @@ writeFileSync(`${root}dist/qmail-remote.inputs.json`, JSON.stringify(inputsOf(re
 // starts one per incoming message). A bundled module runs only when first required, so the
 // pass-through pays for reading the file but runs nothing of mailauth. What a verification
 // never calls is kept out of the way:
-// - mailauth's tools.js loads node:https (BIMI and MTA-STS fetches) and tldts (the public
-//   suffix list, for DMARC alignment only): both are loaded on first use;
+// - mailauth's tools.js loads node:https (BIMI and MTA-STS fetches), loaded on first use, and
+//   tldts (the public suffix list), for a mark no verdict reads: a stand-in takes its place
+//   (below);
 // - libmime loads iconv-lite and encoding-japanese for charset conversion, which mailauth's
 //   verifiers never ask of it (they fold lines and parse Content-Type): loaded on first use.
 // Each with the packages that depend on it, from ours down: it is resolved from the last of
 // them, so the file finds it whether npm hoisted it or nested it.
-const LAZY_PACKAGES = { tldts: ['mailauth'], 'iconv-lite': ['mailauth', 'libmime'], 'encoding-japanese': ['mailauth', 'libmime'] };
+const LAZY_PACKAGES = { 'iconv-lite': ['mailauth', 'libmime'], 'encoding-japanese': ['mailauth', 'libmime'] };
 const VERIFY_LAZY_BUILTINS = ['https', 'http', 'zlib', 'tls'];
 
 const lazyVerifyModules = {
@@ -105,13 +106,21 @@ const lazyVerifyModules = {
     }));
   },
 };
-// joi, which mailauth's verifiers use for two checks only, is replaced by a module that gives
-// those two answers (src/verify/mailauth-joi.ts says why and how they are held to joi's).
-const joiStandIn = {
-  name: 'joi-stand-in',
+// Modules that mailauth's files get in place of a package or built-in, at less cost; each file
+// says why its answers are the ones mailauth needs: joi, which mailauth's verifiers use for two
+// checks only; node:net, whose isIPv6 compiles a long regular expression on first use; tldts,
+// whose table is built for a mark that no verdict reads.
+const STAND_INS = {
+  joi: 'src/verify/mailauth-joi.ts',
+  'node:net': 'src/verify/mailauth-net.ts',
+  net: 'src/verify/mailauth-net.ts',
+  tldts: 'src/verify/mailauth-tldts.ts',
+};
+const mailauthStandIns = {
+  name: 'mailauth-stand-ins',
   setup(b) {
-    b.onResolve({ filter: /^joi$/ }, (args) =>
-      args.importer.includes(`${'/'}node_modules${'/'}mailauth${'/'}`) ? { path: `${root}src/verify/mailauth-joi.ts` } : undefined,
+    b.onResolve({ filter: new RegExp(`^(${Object.keys(STAND_INS).join('|')})$`) }, (args) =>
+      args.importer.includes(`${'/'}node_modules${'/'}mailauth${'/'}`) ? { path: `${root}${STAND_INS[args.path]}` } : undefined,
     );
   },
 };
@@ -165,7 +174,7 @@ const mailauthParts = await build({
   },
   outfile: `${root}dist/${MAILAUTH_FILE}`,
   ...BUNDLE,
-  plugins: [joiStandIn, lazyVerifyModules],
+  plugins: [mailauthStandIns, lazyVerifyModules],
 });
 
 // dist/qmail-dkverify-check.cjs: the verifying path (verify-queue.ts and the checks), which the

@@ -18,8 +18,6 @@ export interface AuthStatus {
   testing?: boolean;
   warnings?: string[];
   underSized?: number;
-  /** DKIM: the domain d= aligns with, if any (for DMARC). */
-  aligned?: string | false;
   smtp?: Record<string, unknown>;
   header?: Record<string, unknown>;
   policy?: Record<string, unknown>;
@@ -95,7 +93,10 @@ export async function runMailauth(input: CheckInput): Promise<MailauthResults> {
     sender: input.sender,
     minBitLength: 1024,
   });
-  const dkim = dkimOutput.results ?? [];
+  // The verifier's `aligned` mark is not ours to pass on: DMARC finds alignment by its own Tree
+  // Walk, and in the bundle the mark is made without the public suffix list
+  // (src/verify/mailauth-tldts.ts).
+  const dkim: DkimSignatureResult[] = (dkimOutput.results ?? []).map(({ status: { aligned: _mark, ...status }, ...row }) => ({ ...row, status }));
   if (input.ip === null) {
     // Local injection (qmail-inject, a cron job): there is no client to check SPF against,
     // and without SPF a DMARC verdict would be about half the evidence.
@@ -117,7 +118,7 @@ export async function runMailauth(input: CheckInput): Promise<MailauthResults> {
       spfDomains: spfResult && spf.result === 'pass' && spfResult.domain ? [spfResult.domain] : [],
       dkimDomains: dkim
         .filter((row) => row.status.result === 'pass')
-        .flatMap((row) => (row.signingDomain ? [{ domain: row.signingDomain, aligned: row.status.aligned ?? false, ...(row.status.underSized !== undefined ? { underSized: row.status.underSized } : {}) }] : [])),
+        .flatMap((row) => (row.signingDomain ? [{ domain: row.signingDomain, ...(row.status.underSized !== undefined ? { underSized: row.status.underSized } : {}) }] : [])),
       arcResult,
       resolver: input.resolver,
     });

@@ -30,7 +30,8 @@ test('the entry bundle holds the pass-through but not the verifying path; the ch
 
 test('mailauth is in its own bundle, without its signer entry, BIMI, joi, or the admin and delivery packages', () => {
   assert.ok(mailauth.includes('node_modules/mailauth/lib/dkim/verify.js'));
-  assert.deepEqual(mailauth.filter((path) => path.startsWith('src/')), ['src/verify/mailauth-joi.ts'], 'of ours only the stand-in for joi');
+  const standIns = ['src/verify/mailauth-joi.ts', 'src/verify/mailauth-net.ts', 'src/verify/mailauth-tldts.ts'];
+  assert.deepEqual(mailauth.filter((path) => path.startsWith('src/')), standIns, 'of ours only the stand-ins for joi, node:net and tldts');
   for (const path of ['node_modules/mailauth/lib/mailauth.js', 'node_modules/mailauth/lib/bimi/index.js', 'node_modules/mailauth/lib/dkim/sign.js']) {
     assert.ok(!mailauth.includes(path), path);
   }
@@ -54,11 +55,13 @@ test('a verification starts no worker thread: the deadline is a watchdog process
   }
 });
 
-test('what a verification never calls stays out of the file and is loaded on first use', () => {
-  const lazy = ['tldts', 'iconv-lite', 'encoding-japanese'];
+test('what a verification never calls stays out of the file and is loaded on first use; tldts is not there at all', () => {
+  const lazy = ['iconv-lite', 'encoding-japanese'];
   for (const name of ['node:https', ...lazy]) assert.ok(mailauth.includes(`lazy:${name}`), name);
   const packages = packagesOf(mailauth);
-  for (const name of lazy) assert.ok(!packages.has(name), name);
+  for (const name of [...lazy, 'tldts']) assert.ok(!packages.has(name), name);
+  assert.ok(!mailauth.includes('lazy:tldts'));
+  assert.ok(mailauth.includes('src/verify/mailauth-tldts.ts'), 'the stand-in for tldts');
 });
 
 test('loading every mailauth part loads none of them; they resolve from where mailauth is', () => {
@@ -69,8 +72,9 @@ test('loading every mailauth part loads none of them; they resolve from where ma
       ...process.moduleLoadList.filter((name) => name === 'NativeModule https')];
     const before = [...new Set(loaded())];
     require('node:module').createRequire(require.resolve('mailauth/package.json'))('tldts');
+    require('node:module').createRequire(require.resolve('libmime', { paths: [require.resolve('mailauth')] }))('iconv-lite');
     console.log(JSON.stringify({ before, after: [...new Set(loaded())] }));`;
   const run = spawnSync(process.execPath, ['-e', script], { cwd: fileURLToPath(DIST), encoding: 'utf8' });
   assert.equal(run.status, 0, run.stderr);
-  assert.deepEqual(JSON.parse(run.stdout), { before: [], after: ['tldts'] });
+  assert.deepEqual(JSON.parse(run.stdout), { before: [], after: ['tldts', 'iconv-lite'] });
 });

@@ -32,6 +32,8 @@ before(async () => {
       { name: 'sha256only._domainkey.example.com', text: `v=DKIM1; k=rsa; h=sha256; p=${rsaP}` },
       { name: 'notemail._domainkey.example.com', text: `v=DKIM1; k=rsa; s=other; p=${rsaP}` },
       { name: 'edforrsa._domainkey.example.com', text: ed.txt },
+      { name: 'default._domainkey.mail.example.com', text: rsa.txt },
+      { name: 'default._domainkey.example.org', text: rsa.txt },
       { name: 'example.com', text: `v=spf1 ip4:${IP} -all` },
       { name: '_dmarc.example.com', text: 'v=DMARC1; p=reject' },
     ],
@@ -421,6 +423,25 @@ test('DKVERIFY_AUTHSERVID names the authserv-id instead of control/me', async ()
 test('no TCPREMOTEIP (local injection): spf=none and dmarc=none, saying why', async () => {
   const result = await dkverify(asReceived(MESSAGE), dns.server, { env: { DKVERIFY: '' } });
   assert.match(addedField(result), /spf=none \(no client address: not received over SMTP\); dmarc=none \(no client address: not received over SMTP\)/);
+});
+
+test('DMARC relaxed alignment of DKIM: d= and the From: domain under one Organizational Domain pass, others fail', async () => {
+  // The client is outside the SPF record, so DMARC can pass only through the DKIM signature.
+  const client = '198.51.100.7';
+  const cases = [
+    { from: 'user@news.example.com', d: 'example.com', dmarc: /dmarc=pass [^;]*header\.from=news\.example\.com/ },
+    { from: 'user@example.com', d: 'mail.example.com', dmarc: /dmarc=pass [^;]*header\.from=example\.com/ },
+    { from: 'user@example.com', d: 'example.org', dmarc: /dmarc=fail [^;]*header\.from=example\.com/ },
+  ];
+  for (const { from, d, dmarc } of cases) {
+    const message = crlf(MESSAGE.toString('latin1').replace(/\r\n/g, '\n').replace(/^From: .*$/m, `From: User <${from}>`));
+    const signed = await mailauthSign(message, { selector: 'default', key: rsa, domain: d });
+    const result = await run(asReceived(signed, client, 'helo.example.org'), { env: { DKVERIFY: '', TCPREMOTEIP: client } });
+    const field = addedField(result);
+    assert.match(field, new RegExp(`dkim=pass [^;]*header\\.d=${d.replaceAll('.', '\\.')}`), `${from}, d=${d}`);
+    assert.match(field, /spf=fail/, `${from}, d=${d}`);
+    assert.match(field, dmarc, `${from}, d=${d}: ${field}`);
+  }
 });
 
 test('SPF fails for a client outside the record; the HELO from the Received line is used', async () => {
