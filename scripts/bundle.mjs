@@ -77,11 +77,19 @@ writeFileSync(`${root}dist/qmail-remote.inputs.json`, JSON.stringify(inputsOf(re
 // - mailauth's tools.js loads node:https (BIMI and MTA-STS fetches), loaded on first use, and
 //   tldts (the public suffix list), for a mark no verdict reads: a stand-in takes its place
 //   (below);
-// - libmime loads iconv-lite and encoding-japanese for charset conversion, which mailauth's
-//   verifiers never ask of it (they fold lines and parse Content-Type): loaded on first use.
+// - libmime loads iconv-lite and encoding-japanese for charset conversion, and its table of
+//   file types for names of attachments, none of which mailauth's verifiers ask of it (they
+//   fold lines and parse Content-Type): loaded on first use.
 // Each with the packages that depend on it, from ours down: it is resolved from the last of
 // them, so the file finds it whether npm hoisted it or nested it.
-const LAZY_PACKAGES = { 'iconv-lite': ['mailauth', 'libmime'], 'encoding-japanese': ['mailauth', 'libmime'] };
+const LAZY_PACKAGES = {
+  'iconv-lite': ['mailauth', 'libmime'],
+  'encoding-japanese': ['mailauth', 'libmime'],
+  'libmime/lib/mimetypes.js': ['mailauth'],
+};
+// A file of a package that the package requires by a relative path: importer, path, and the
+// name it has in LAZY_PACKAGES.
+const LAZY_FILES = [{ importer: `${'/'}libmime${'/'}lib${'/'}libmime.js`, path: './mimetypes', name: 'libmime/lib/mimetypes.js' }];
 const VERIFY_LAZY_BUILTINS = ['https', 'http', 'zlib', 'tls'];
 
 const lazyVerifyModules = {
@@ -91,6 +99,8 @@ const lazyVerifyModules = {
     const packages = new RegExp(`^(${Object.keys(LAZY_PACKAGES).join('|')})$`);
     b.onResolve({ filter: /.*/ }, (args) => {
       if (args.namespace === 'lazy' || !args.importer.includes(`${'/'}node_modules${'/'}`)) return undefined;
+      const file = LAZY_FILES.find(({ importer, path }) => args.importer.endsWith(importer) && args.path === path);
+      if (file) return { path: file.name, namespace: 'lazy' };
       return builtins.test(args.path) || packages.test(args.path) ? { path: args.path, namespace: 'lazy' } : undefined;
     });
     // Every property read goes to the real module, loaded the first time one is made. The

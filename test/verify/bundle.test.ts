@@ -57,7 +57,8 @@ test('a verification starts no worker thread: the deadline is a watchdog process
 
 test('what a verification never calls stays out of the file and is loaded on first use; tldts is not there at all', () => {
   const lazy = ['iconv-lite', 'encoding-japanese'];
-  for (const name of ['node:https', ...lazy]) assert.ok(mailauth.includes(`lazy:${name}`), name);
+  for (const name of ['node:https', 'libmime/lib/mimetypes.js', ...lazy]) assert.ok(mailauth.includes(`lazy:${name}`), name);
+  assert.ok(!mailauth.includes('node_modules/libmime/lib/mimetypes.js'), 'libmime\'s table of file types');
   const packages = packagesOf(mailauth);
   for (const name of [...lazy, 'tldts']) assert.ok(!packages.has(name), name);
   assert.ok(!mailauth.includes('lazy:tldts'));
@@ -68,13 +69,14 @@ test('loading every mailauth part loads none of them; they resolve from where ma
   const script = `
     const parts = require(${JSON.stringify(fileURLToPath(new URL('qmail-dkverify-mailauth.cjs', DIST)))});
     for (const name of ['dkimVerify', 'spf', 'arc', 'evaluateDmarc']) if (typeof parts[name] !== 'function') throw new Error(name);
-    const loaded = () => [...Object.keys(require.cache).flatMap((path) => /node_modules\\/(tldts|iconv-lite|encoding-japanese)\\//.exec(path)?.[1] ?? []),
+    const loaded = () => [...Object.keys(require.cache).flatMap((path) => /node_modules\\/(tldts|iconv-lite|encoding-japanese|libmime\\/lib\\/mimetypes)\\b/.exec(path)?.[1] ?? []),
       ...process.moduleLoadList.filter((name) => name === 'NativeModule https')];
     const before = [...new Set(loaded())];
     require('node:module').createRequire(require.resolve('mailauth/package.json'))('tldts');
     require('node:module').createRequire(require.resolve('libmime', { paths: [require.resolve('mailauth')] }))('iconv-lite');
+    require('node:module').createRequire(require.resolve('mailauth/package.json'))('libmime/lib/mimetypes.js');
     console.log(JSON.stringify({ before, after: [...new Set(loaded())] }));`;
   const run = spawnSync(process.execPath, ['-e', script], { cwd: fileURLToPath(DIST), encoding: 'utf8' });
   assert.equal(run.status, 0, run.stderr);
-  assert.deepEqual(JSON.parse(run.stdout), { before: [], after: ['tldts', 'iconv-lite'] });
+  assert.deepEqual(JSON.parse(run.stdout), { before: [], after: ['tldts', 'iconv-lite', 'libmime/lib/mimetypes'] });
 });
