@@ -161,14 +161,19 @@ test('sign --explain says which rule decided, and shows the seal', async () => {
 
 test('keys --dns names the sealing key and checks its record, and refuses an entry key others can read', async () => {
   const control = join(home(25, ENTRY_KEY), 'control');
+  // Accounts of its own, as qmail's INSTALL.ids makes them, never this host's: the audit reads
+  // them to see who can read a key.
+  const accounts = ['--passwd', join(control, '..', 'passwd'), '--group', join(control, '..', 'group')];
+  writeFileSync(accounts[1] as string, 'root:x:0:0:root:/root:/bin/sh\nqmailr:x:7794:2108::/var/qmail:/bin/false\n');
+  writeFileSync(accounts[3] as string, 'root:x:0:\nqmail:x:2108:\n');
   chmodSync(join(control, 'entrykey'), 0o440);
-  const audited = await runNode(CLI, ['keys', '--control', control, '--dns', dns.server]);
-  // The key's own permissions depend on this host's accounts: only the forwarding lines are asserted.
+  const audited = await runNode(CLI, ['keys', '--control', control, '--dns', dns.server, ...accounts]);
+  // Only the forwarding lines are asserted: the key's own permissions are another test's.
   assert.match(audited.stdout, /^example\.com default rsa [^\n]*\n {2}seals forwarded mail \(ARC\), for control\/me\n/);
   assert.match(audited.stdout, /\n {2}ok: default\._domainkey\.example\.com publishes this key\n/);
   assert.doesNotMatch(audited.stdout, /entrykey/);
   chmodSync(join(control, 'entrykey'), 0o644);
-  const open = await runNode(CLI, ['keys', '--control', control]);
+  const open = await runNode(CLI, ['keys', '--control', control, ...accounts]);
   assert.equal(open.status, 1);
   assert.match(open.stdout, /problem: .*entrykey is open to other users/);
 });
