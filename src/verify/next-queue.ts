@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import type { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { realpathSync } from 'node:fs';
+import { accessSync, closeSync, constants, fstatSync, openSync, readSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { qmailHome } from '../common/control.ts';
 import { OUTCOMES, VerifyFailure } from './outcomes.ts';
@@ -25,6 +25,55 @@ function sameFile(a: string, b: string): boolean {
     return realpathSync(a) === realpathSync(b);
   } catch {
     return false;
+  }
+}
+
+/**
+ * The pass-through: this process becomes the next program (execve), which reads our fd 0 and
+ * fd 1 itself, as it would from qmail-smtpd. Its exit status, or the signal that ends it,
+ * reaches qmail-smtpd with no Node process waiting beside it (about 9 % of a pass-through's
+ * CPU, docs/verify.md). Returns only where it did not exec; the caller then starts the
+ * program as a child, as before, and a program that cannot run is the usual 81.
+ *
+ * Node (22 and 24) aborts the whole process, with a trace on fd 2, when the execve system call
+ * fails, so it is asked only for a file it can start: a path (not a name to look up in PATH,
+ * which execve does not do) to a regular file this process may execute that begins with ELF's
+ * magic number, or with "#!" and an interpreter that is such a file itself.
+ */
+export function becomeNext(program: string): void {
+  const { execve } = process as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never };
+  if (typeof execve !== 'function' || !program.includes('/') || !startable(program, SCRIPT_DEPTH)) return;
+  // Node ignores SIGPIPE and SIGXFSZ, and a signal ignored stays ignored across an exec, where
+  // one caught is reset: caught here, both are at their defaults in the next program, as they
+  // are in a child that spawn() starts.
+  for (const signal of ['SIGPIPE', 'SIGXFSZ'] as const) process.on(signal, () => undefined);
+  execve(program, [program], { ...process.env, [LOOP_MARK]: '1' });
+}
+
+/** Interpreters of interpreters followed: Linux starts up to four, one is what sites use. */
+const SCRIPT_DEPTH = 2;
+const ELF_MAGIC = 0x7f454c46;
+/** What Linux reads of a "#!" line (BINPRM_BUF_SIZE). */
+const SHEBANG_BYTES = 256;
+
+function startable(path: string, depth: number): boolean {
+  let fd: number | undefined;
+  try {
+    accessSync(path, constants.X_OK);
+    fd = openSync(path, 'r');
+    if (!fstatSync(fd).isFile()) return false;
+    const head = Buffer.alloc(SHEBANG_BYTES);
+    const n = readSync(fd, head, 0, head.length, 0);
+    if (n >= 4 && head.readUInt32BE(0) === ELF_MAGIC) return true;
+    if (depth === 0 || n < 2 || head.toString('latin1', 0, 2) !== '#!') return false;
+    const end = head.indexOf(0x0a);
+    if (end === -1 || end >= n) return false;
+    const interpreter = head.toString('latin1', 2, end).trim().split(/[ \t]/)[0] ?? '';
+    return interpreter.startsWith('/') && startable(interpreter, depth - 1);
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
 

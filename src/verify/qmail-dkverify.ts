@@ -7,13 +7,14 @@
 // Nothing is ever written to fd 1 (the envelope, read-only) or fd 2 (possibly the SMTP
 // session's log); the exit status says everything (src/verify/outcomes.ts).
 import { exitStatusFor } from './outcomes.ts';
-import { exitStatusOf, nextProgram, startNext } from './next-queue.ts';
+import { becomeNext, exitStatusOf, nextProgram, startNext } from './next-queue.ts';
 
 async function main(): Promise<number> {
   const env = process.env;
   const next = nextProgram(env, process.argv[1]);
   if (env.DKVERIFY === undefined || env.RELAYCLIENT !== undefined) {
     // No verification: the next program reads our fd 0 and fd 1 itself, byte for byte.
+    becomeNext(next);
     return exitStatusOf(startNext(next, [0, 1, 2]));
   }
   const { verifyAndQueue } = await import('./verify-queue.ts');

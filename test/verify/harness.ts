@@ -15,7 +15,7 @@ export interface Run {
   status: number | null;
   stderr: string;
   /** What the next program read on fd 0 and fd 1, if it ran. */
-  queued?: { message: Buffer; envelope: Buffer; loopMark: string };
+  queued?: { message: Buffer; envelope: Buffer; loopMark: string; parent: string; ignored: string };
 }
 
 export interface RunOptions {
@@ -40,6 +40,8 @@ const RECORDER = `#!/bin/sh
 cat > "$REC/message" || exit 54
 cat <&1 > "$REC/envelope" || exit 54
 printf %s "$QMAILDKVERIFY_RUNNING" > "$REC/loop"
+tr -d '\\n' < /proc/$PPID/comm > "$REC/parent" 2>/dev/null
+sed -n 's/^SigIgn:[[:space:]]*//p' /proc/$$/status > "$REC/ignored" 2>/dev/null
 exit "$QEXIT"
 `;
 
@@ -92,6 +94,11 @@ export function dkverify(message: Buffer | string, dnsServer: string, options: R
           message: readFileSync(join(rec, 'message')),
           envelope: readFileSync(join(rec, 'envelope')),
           loopMark: readFileSync(join(rec, 'loop'), 'latin1'),
+          // The command name of the process that started the next program: a Node, or with
+          // the pass-through's exec, the shell that started qmail-dkverify ('' without /proc).
+          parent: existsSync(join(rec, 'parent')) ? readFileSync(join(rec, 'parent'), 'latin1') : '',
+          // The signals it was started with ignored, as /proc shows them (hex mask).
+          ignored: existsSync(join(rec, 'ignored')) ? readFileSync(join(rec, 'ignored'), 'latin1').trim() : '',
         };
       }
       resolve(run);

@@ -3,7 +3,7 @@
 // itself: with every letter but the expected ones in uppercase the message must still be
 // queued, so the letters of the message are exactly those.
 import { test, before, after } from 'node:test';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
@@ -465,6 +465,42 @@ test('the next program cannot be run: 81', async () => {
   for (const env of [{ DKVERIFY: '' }, {}] as Record<string, string>[]) {
     const result = await run(asReceived(MESSAGE), { env: { ...env, DKQUEUE: '/nonexistent/qmail-queue' } });
     assert.equal(result.status, 81);
+  }
+});
+
+test('the pass-through becomes the next program (exec); a verification starts it as a child', async () => {
+  const passed = await run(asReceived(MESSAGE), { env: {} });
+  const verified = await run(asReceived(MESSAGE), { env: { DKVERIFY: '' } });
+  assert.equal(passed.status, 0);
+  assert.equal(passed.stderr, '');
+  assert.deepEqual(passed.queued?.message, asReceived(MESSAGE), 'the message byte for byte');
+  assert.equal(passed.queued?.loopMark, '1', 'the loop mark is set for an exec too');
+  const [execParent, childParent] = [passed.queued?.parent, verified.queued?.parent];
+  if (execParent === '' || childParent === '') return; // no /proc to ask
+  assert.equal(execParent, 'sh', 'its parent is the shell that started qmail-dkverify: no Node waits beside it');
+  assert.notEqual(childParent, 'sh', 'its parent is qmail-dkverify');
+  // Node ignores SIGPIPE and SIGXFSZ; the next program gets neither ignored, either way.
+  assert.equal(passed.queued?.ignored, verified.queued?.ignored);
+  assert.match(passed.queued?.ignored ?? '', /^0+$/);
+});
+
+test('a next program that exec could not start is started as a child: 81 if it cannot run, nothing on fd 2', async () => {
+  // Node aborts, with a trace on fd 2, when the execve system call fails: these must never get there.
+  const dir = mkdtempSync(join(tmpdir(), 'dkverify-next-'));
+  try {
+    const noInterpreter = join(dir, 'no-interpreter');
+    writeFileSync(noInterpreter, '#!/nonexistent/interpreter\nexit 0\n', { mode: 0o755 });
+    const notExecutable = join(dir, 'not-executable');
+    writeFileSync(notExecutable, '#!/bin/sh\nexit 0\n', { mode: 0o644 });
+    for (const next of [noInterpreter, notExecutable, dir]) {
+      for (const env of [{}, { DKVERIFY: '' }] as Record<string, string>[]) {
+        const result = await run(asReceived(MESSAGE), { env: { ...env, DKQUEUE: next } });
+        assert.equal(result.status, 81, `${next} ${JSON.stringify(env)}`);
+        assert.equal(result.stderr, '', `${next} ${JSON.stringify(env)}`);
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
