@@ -87,22 +87,23 @@ authenticate(process.stdin, { sender: 'user@example.com', ip: '192.0.2.1', helo:
   process.stderr.write(`bench: start-up, ${ROUNDS} rounds\n`);
   const samples = await interleave(commands, ROUNDS, { rusage: true });
   // CPU is user + system of the whole command: for qmail-dkverify that includes the shell, the
-  // cat feeding the envelope and the next program (a shell script), a few ms.
+  // cat feeding the envelope and the next program (a shell script), a few ms. Means, not medians
+  // (see mean()); wall time and peak RSS are medians.
   const lines = [
-    '| 2 KiB message, one DKIM signature | median ms | min ms | CPU ms (user+sys) | peak RSS MiB |',
+    '| 2 KiB message, one DKIM signature | median ms | min ms | mean CPU ms (user+sys) | peak RSS MiB |',
     '| --- | ---: | ---: | ---: | ---: |',
   ];
   for (const command of commands) {
     const wall = stats((samples.get(command.label) ?? []).map((s) => s.ms));
     const rss = HAS_GNU_TIME ? median(samples, command.label, rssMiB).toFixed(0) : '–';
-    const cpu = HAS_GNU_TIME ? median(samples, command.label, cpuMs).toFixed(0) : '–';
+    const cpu = HAS_GNU_TIME ? mean(samples, command.label, cpuMs).toFixed(0) : '–';
     lines.push(`| ${command.label} | ${wall.median.toFixed(0)} | ${wall.min.toFixed(0)} | ${cpu} | ${rss} |`);
   }
-  // What each piece adds to `node -e 0`, CPU (user + system), medians.
+  // What each piece adds to `node -e 0`, CPU (user + system), means.
   if (HAS_GNU_TIME) {
-    const floor = median(samples, NODE, cpuMs);
-    lines.push('', '| start-up breakdown: a process that only… | CPU ms added to `node -e 0` |', '| --- | ---: |');
-    for (const [label] of BREAKDOWN) lines.push(`| ${label} | ${(median(samples, label, cpuMs) - floor).toFixed(0)} |`);
+    const floor = mean(samples, NODE, cpuMs);
+    lines.push('', '| start-up breakdown: a process that only… | mean CPU ms added to `node -e 0` |', '| --- | ---: |');
+    for (const [label] of BREAKDOWN) lines.push(`| ${label} | ${(mean(samples, label, cpuMs) - floor).toFixed(0)} |`);
   }
   process.stderr.write(`bench: ${BIG_MIB} MiB message\n`);
   const bigRun = await runOnce(wrap(dkverify('big', big, { DKVERIFY: '' })), { rusage: true });
@@ -131,7 +132,7 @@ function writeBig(path: string, head: Buffer, mib: number): void {
 }
 
 /**
- * #21's targets for qmail-dkverify, from this run: wall (median) and CPU (median of user +
+ * #21's targets for qmail-dkverify, from this run: wall (median) and CPU (mean of user +
  * system) against `node -e 0`; peak RSS at the big message against 80 MiB and the 2 KiB figure.
  */
 function cpuMs(s: Sample): number {
@@ -146,9 +147,19 @@ function median(samples: Map<string, Sample[]>, label: string, of: (s: Sample) =
   return stats((samples.get(label) ?? []).map(of)).median;
 }
 
+/**
+ * CPU is a mean, as in the qmail-remote bench (bench/run.ts): GNU time counts it in 10 ms
+ * steps, so a median of 20 runs lands on one step or the next (90 or 100 ms against 70 for
+ * `node -e 0` is 1.29 × or 1.43 ×), where the mean resolves the difference.
+ */
+function mean(samples: Map<string, Sample[]>, label: string, of: (s: Sample) => number): number {
+  const values = (samples.get(label) ?? []).map(of);
+  return values.reduce((a, b) => a + b, 0) / Math.max(values.length, 1);
+}
+
 function targets(samples: Map<string, Sample[]>, bigRssKiB: number | undefined): string[] {
   const wall = (label: string): number => median(samples, label, (s) => s.ms);
-  const cpu = (label: string): number => median(samples, label, cpuMs);
+  const cpu = (label: string): number => mean(samples, label, cpuMs);
   const rows = ['| target | goal | measured | result |', '| --- | --- | --- | --- |'];
   const verdict = (ok: boolean | null): string => (ok === null ? 'n/a' : ok ? '**PASS**' : '**FAIL**');
   const startup = (label: string, name: string, goal: number): void => {

@@ -2,7 +2,7 @@
 // rules keep working), else $QMAILHOME/bin/qmail-queue. Never this program again: a DKQUEUE
 // that names it (directly or through a symlink), or a chain that comes back to it, would
 // start one process after another without end.
-import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import type { ChildProcess, StdioOptions } from 'node:child_process';
 import type { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { accessSync, closeSync, constants, fstatSync, openSync, readSync, realpathSync } from 'node:fs';
@@ -77,8 +77,13 @@ function startable(path: string, depth: number): boolean {
   }
 }
 
-/** Starts the next program; its env gets LOOP_MARK. */
+/**
+ * Starts the next program; its env gets LOOP_MARK. node:child_process (and the net, stream and
+ * dgram modules it loads) is loaded here, not with this file: a pass-through that execs never
+ * needs it.
+ */
 export function startNext(program: string, stdio: StdioOptions): ChildProcess {
+  const { spawn } = process.getBuiltinModule('node:child_process');
   return spawn(program, [], { stdio, env: { ...process.env, [LOOP_MARK]: '1' } });
 }
 
