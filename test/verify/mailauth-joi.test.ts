@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as standIn from '../../src/verify/mailauth-joi.ts';
+import { allStrings } from '../helpers/all-strings.ts';
 
 // joi as mailauth resolves it.
 const mailauthRequire = createRequire(createRequire(import.meta.url).resolve('mailauth/package.json'));
@@ -22,15 +23,6 @@ const agree = (joiSchema: { validate(v: unknown): { error?: unknown } }, ours: {
   }
   return n;
 };
-
-/** Every string of up to `max` characters over `alphabet`. */
-function* allStrings(alphabet: string, max: number): Generator<string> {
-  let layer = [''];
-  for (let length = 0; length <= max; length += 1) {
-    yield* layer;
-    layer = layer.flatMap((prefix) => [...alphabet].map((c) => prefix + c));
-  }
-}
 
 test('base64 without required padding: joi\'s answer for every short string over digits, padding and what is not base64', () => {
   const n = agree(Joi.string().base64({ paddingRequired: false }), standIn.string().base64({ paddingRequired: false }), allStrings('A+/=- \n', 6));

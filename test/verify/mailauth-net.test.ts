@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as standIn from '../../src/verify/mailauth-net.ts';
+import { allStrings } from '../helpers/all-strings.ts';
 
 const ROOT = new URL('../../', import.meta.url);
 
@@ -19,15 +20,6 @@ function agree(inputs: Iterable<unknown>): number {
     n += 1;
   }
   return n;
-}
-
-/** Every string of up to `max` characters over `alphabet`. */
-function* allStrings(alphabet: string, max: number): Generator<string> {
-  let layer = [''];
-  for (let length = 0; length <= max; length += 1) {
-    yield* layer;
-    layer = layer.flatMap((prefix) => [...alphabet].map((c) => prefix + c));
-  }
 }
 
 test('node:net\'s answers for addresses of both families, zones, prefixes, domains and what is neither', () => {
