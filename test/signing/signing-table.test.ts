@@ -186,7 +186,11 @@ test('sign --explain names the line that chose each key; keys reports the broken
   assert.match(explained.stderr, /dkimkeys: 2 lines \(dksign is not read\)/);
   assert.match(explained.stderr, /dkimkeys line 2: not an option/);
   assert.match(explained.stderr, /dkim: d=example\.com s=rsa2026 a=rsa-sha256 key=.* \(control\/dkimkeys line 1\)/);
-  const keys = await runNode(CLI, ['keys', '--control', control, '--dns', dns.server]);
+  // Accounts of its own, never this host's: the audit reads them to see who can read a key.
+  writeFileSync(join(work, 'passwd'), 'root:x:0:0:root:/root:/bin/sh\nqmailr:x:7794:2108::/var/qmail:/bin/false\n');
+  writeFileSync(join(work, 'group'), 'root:x:0:\nqmail:x:2108:\n');
+  const accounts = ['--passwd', join(work, 'passwd'), '--group', join(work, 'group')];
+  const keys = await runNode(CLI, ['keys', '--control', control, '--dns', dns.server, ...accounts]);
   assert.equal(keys.status, 1);
   assert.match(keys.stdout, /problem: control\/dkimkeys line 2: not an option: "x=soon" \(mail for broken\.test waits\)/);
   assert.match(keys.stdout, /^example\.com rsa2026 rsa 2048 /m);
