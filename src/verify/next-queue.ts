@@ -31,7 +31,7 @@ function sameFile(a: string, b: string): boolean {
 /**
  * The pass-through: this process becomes the next program (execve), which reads our fd 0 and
  * fd 1 itself, as it would from qmail-smtpd. Its exit status, or the signal that ends it,
- * reaches qmail-smtpd with no Node process waiting beside it (about 9 % of a pass-through's
+ * reaches qmail-smtpd with no Node process waiting beside it (about a sixth of a pass-through's
  * CPU, docs/verify.md). Returns only where it did not exec; the caller then starts the
  * program as a child, as before, and a program that cannot run is the usual 81.
  *
