@@ -12,7 +12,7 @@ import { makeRsaKey } from '../test/helpers/keys.ts';
 import { mailauthSign } from '../test/verify/signers.ts';
 import { asReceived } from '../test/verify/harness.ts';
 import { watchdogCommand } from '../src/verify/watchdog.ts';
-import { HAS_GNU_TIME, interleave, runOnce, stats, type Command, type Sample } from './measure.ts';
+import { HAS_GNU_TIME, interleave, runOnce, stats, sum, type Command, type Sample } from './measure.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'qmail-dkverify');
@@ -154,7 +154,7 @@ function median(samples: Map<string, Sample[]>, label: string, of: (s: Sample) =
  */
 function mean(samples: Map<string, Sample[]>, label: string, of: (s: Sample) => number): number {
   const values = (samples.get(label) ?? []).map(of);
-  return values.reduce((a, b) => a + b, 0) / Math.max(values.length, 1);
+  return sum(values) / Math.max(values.length, 1);
 }
 
 function targets(samples: Map<string, Sample[]>, bigRssKiB: number | undefined): string[] {

@@ -14,6 +14,7 @@
 // The tests run bin/qmail-remote, and so this bundle, STARTTLS included.
 import { build } from 'esbuild';
 import { writeFileSync } from 'node:fs';
+import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -80,28 +81,33 @@ writeFileSync(`${root}dist/qmail-remote.inputs.json`, JSON.stringify(inputsOf(re
 // - libmime loads iconv-lite and encoding-japanese for charset conversion, and its table of
 //   file types for names of attachments, none of which mailauth's verifiers ask of it (they
 //   fold lines and parse Content-Type): loaded on first use.
-// Each with the packages that depend on it, from ours down: it is resolved from the last of
-// them, so the file finds it whether npm hoisted it or nested it.
+// Each by the name it is required by from outside its package (a file of a package by its path
+// there, which also catches the package's own relative require of it), with the packages that
+// depend on it, from ours down: it is resolved from the last of them, so the file finds it
+// whether npm hoisted it or nested it.
 const LAZY_PACKAGES = {
   'iconv-lite': ['mailauth', 'libmime'],
   'encoding-japanese': ['mailauth', 'libmime'],
   'libmime/lib/mimetypes.js': ['mailauth'],
 };
-// A file of a package that the package requires by a relative path: importer, path, and the
-// name it has in LAZY_PACKAGES.
-const LAZY_FILES = [{ importer: `${'/'}libmime${'/'}lib${'/'}libmime.js`, path: './mimetypes', name: 'libmime/lib/mimetypes.js' }];
 const VERIFY_LAZY_BUILTINS = ['https', 'http', 'zlib', 'tls'];
+
+/** What `path` required from `resolveDir` is called from outside its package: 'pkg/dir/file.js'. */
+function packagePath(path, resolveDir) {
+  if (!path.startsWith('.')) return path;
+  const absolute = join(resolveDir, path);
+  const inside = absolute.slice(absolute.lastIndexOf(`${'/'}node_modules${'/'}`) + '/node_modules/'.length);
+  return extname(inside) === '' ? `${inside}.js` : inside;
+}
 
 const lazyVerifyModules = {
   name: 'lazy-verify-modules',
   setup(b) {
     const builtins = new RegExp(`^node:(${VERIFY_LAZY_BUILTINS.join('|')})$`);
-    const packages = new RegExp(`^(${Object.keys(LAZY_PACKAGES).join('|')})$`);
     b.onResolve({ filter: /.*/ }, (args) => {
       if (args.namespace === 'lazy' || !args.importer.includes(`${'/'}node_modules${'/'}`)) return undefined;
-      const file = LAZY_FILES.find(({ importer, path }) => args.importer.endsWith(importer) && args.path === path);
-      if (file) return { path: file.name, namespace: 'lazy' };
-      return builtins.test(args.path) || packages.test(args.path) ? { path: args.path, namespace: 'lazy' } : undefined;
+      const name = packagePath(args.path, args.resolveDir);
+      return builtins.test(name) || Object.hasOwn(LAZY_PACKAGES, name) ? { path: name, namespace: 'lazy' } : undefined;
     });
     // Every property read goes to the real module, loaded the first time one is made. The
     // packages are kept out of the file, required from node_modules: bundled, their tables
