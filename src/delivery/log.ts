@@ -12,6 +12,8 @@
 // was written before, and the process ends within a bound whatever the log does.
 import { closeSync, constants, createWriteStream, fstatSync, openSync, writeSync } from 'node:fs';
 import { readControlLine } from '../common/control.ts';
+import { loadLater } from '../common/load-later.ts';
+import type * as Winston from 'winston';
 
 // How long a delivery waits for its log line to be handed on before it lets the process end.
 const LOG_WAIT_MS = 5000;
@@ -155,7 +157,7 @@ export async function logDelivery(target: LogTarget, entry: DeliveryLog): Promis
     if (fd === null) return;
   }
   try {
-    const { createLogger, format, transports } = await import('winston');
+    const { createLogger, format, transports } = loadLater('winston') as typeof Winston;
     const file = fd === null ? null : createWriteStream('', { fd, autoClose: true });
     const transport = file
       ? new transports.Stream({ stream: file })

@@ -16,6 +16,8 @@ import type { Signed } from './sign.ts';
 import { keyDomain, linesFor, type SigningTable } from './table.ts';
 import { canonicalDomain } from '../mail/domain.ts';
 import { describeCause, fail, failure, ok, type Result } from '../common/failures.ts';
+import { loadLater } from '../common/load-later.ts';
+import type * as MailauthArc from 'mailauth/lib/arc/index.js';
 
 type Outside = Extract<Origin, { kind: 'outside' }>;
 
@@ -54,7 +56,7 @@ export async function sealForward(
   source: MessageSource,
   time: number,
 ): Promise<SealOutcome> {
-  const { createSeal } = await import('mailauth/lib/arc/index.js');
+  const { createSeal } = loadLater('mailauth/lib/arc/index.js') as typeof MailauthArc;
   const cv = chainValidation(origin.claims.arc);
   const result = await createSeal(Readable.from(wireCopy(prefix, source)), {
     seal: {

@@ -357,14 +357,14 @@ test('empty DKVERIFY: verify and add the header, accept everything', async () =>
   assert.match(addedField(result), /dkim=permerror/);
 });
 
-test('NODE_COMPILE_CACHE (docs/verify.md): filled by one verification, used by the next, the same result, silent; one it cannot write is no error', async () => {
+// The bundles run from the code cache the build trained (test/common/run-bundle.test.ts), which
+// Node's compile cache does not handle; rules written for earlier releases may still set it.
+test('NODE_COMPILE_CACHE, as older rules set it (docs/verify.md): the same result, silent; one it cannot write is no error', async () => {
   const signed = ownSign(MESSAGE, rsa);
   const cache = mkdtempSync(join(tmpdir(), 'dkverify-cache-'));
   try {
     const env = { DKVERIFY: '', NODE_COMPILE_CACHE: cache };
     const first = await run(asReceived(signed), { env });
-    const filled = readdirSync(cache, { recursive: true }).length;
-    assert.ok(filled > 0, 'the first verification wrote compiled code');
     const second = await run(asReceived(signed), { env });
     for (const result of [first, second]) {
       assert.equal(result.status, 0);
@@ -372,9 +372,7 @@ test('NODE_COMPILE_CACHE (docs/verify.md): filled by one verification, used by t
       assert.match(addedField(result), /dkim=pass/);
     }
     assert.equal(addedField(second), addedField(first));
-    // Node's own account of it, asked for (on fd 2) only here.
-    const told = await run(asReceived(signed), { env: { ...env, NODE_DEBUG_NATIVE: 'COMPILE_CACHE' } });
-    assert.match(told.stderr, /qmail-dkverify-mailauth\.cjs[^\n]*accepted/, 'the mailauth bundle came from the cache');
+    assert.ok(readdirSync(cache, { recursive: true }).length > 0, 'Node did keep what it compiled (the launcher)');
     // A path that cannot be a directory: no cache, and not a byte on fd 2 about it.
     const unwritable = await run(asReceived(signed), { env: { DKVERIFY: '', NODE_COMPILE_CACHE: '/dev/null/cache' } });
     assert.equal(unwritable.status, 0);

@@ -29,6 +29,9 @@ import { describeCause } from '../../common/failures.ts';
 import { readBounded } from '../../common/read-bounded.ts';
 import { systemCertificates } from './trust.ts';
 import { dnsFailure } from '../../common/dns.ts';
+import { loadLater } from '../../common/load-later.ts';
+import type * as MailauthMtaSts from 'mailauth/lib/mta-sts.js';
+import type * as Tls from 'node:tls';
 
 /** A policy file is at most 64 KB (RFC 8461 §3.3); its cached form a little more. */
 const MAX_CACHE_BYTES = 96 * 1024;
@@ -166,7 +169,8 @@ async function fetchShared(domain: string, id: string, cached: StsPolicy | null,
 async function fetchPolicy(domain: string, known: StsPolicy | null, cache: PolicyCache | null, opts: StsOptions): Promise<StsLookup> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    const [{ getPolicy }, tls] = await Promise.all([import('mailauth/lib/mta-sts.js'), import('node:tls')]);
+    const { getPolicy } = loadLater('mailauth/lib/mta-sts.js') as typeof MailauthMtaSts;
+    const tls = loadLater('node:tls') as typeof Tls;
     // The policy host's certificate is checked against the system store (trust.ts), as for SMTP.
     tls.setDefaultCACertificates(systemCertificates());
     const knownForMailauth = known === null ? null : { ...known, expires: new Date(known.expires).toISOString(), mx: [...known.mx] };
