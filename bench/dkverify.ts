@@ -12,7 +12,7 @@ import { makeRsaKey } from '../test/helpers/keys.ts';
 import { mailauthSign } from '../test/verify/signers.ts';
 import { asReceived } from '../test/verify/harness.ts';
 import { watchdogCommand } from '../src/verify/watchdog.ts';
-import { HAS_GNU_TIME, interleave, runOnce, stats, sum, type Command, type Sample } from './measure.ts';
+import { HAS_GNU_TIME, interleave, runOnce, stats, sum, untrainedCopy, type Command, type Sample } from './measure.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'qmail-dkverify');
@@ -38,6 +38,7 @@ const BREAKDOWN: readonly (readonly [string, string])[] = [
 const NODE = 'node -e 0';
 const PASS_THROUGH = 'qmail-dkverify, DKVERIFY unset (pass-through)';
 const VERIFY = 'qmail-dkverify, DKVERIFY="" (verify)';
+const UNTRAINED = 'qmail-dkverify, DKVERIFY="", its bundles compiled without the code cache the build trained';
 
 const dir = mkdtempSync(join(tmpdir(), 'bench-dkverify-'));
 const rsa = makeRsaKey(2048);
@@ -67,8 +68,8 @@ authenticate(process.stdin, { sender: 'user@example.com', ip: '192.0.2.1', helo:
 `);
   const env = { CONTROLDIR: dir, QMAILHOME: dir, DKQUEUE: join(dir, 'queue'), DKVERIFY_DNS: dns.server, TCPREMOTEIP: '192.0.2.1' };
   // The envelope reaches fd 1 through a pipe, as from qmail-smtpd.
-  const dkverify = (label: string, stdin: string, extra: NodeJS.ProcessEnv): Command => ({
-    label, file: '/bin/sh', args: ['-c', `cat "${join(dir, 'envelope')}" | "${process.execPath}" "${BIN}" 1<&0 0<&3`, 'sh'],
+  const dkverify = (label: string, stdin: string, extra: NodeJS.ProcessEnv, bin = BIN): Command => ({
+    label, file: '/bin/sh', args: ['-c', `cat "${join(dir, 'envelope')}" | "${process.execPath}" "${bin}" 1<&0 0<&3`, 'sh'],
     env: { ...env, ...extra }, stdin,
   });
   // fd 0 of the shell is the message; it is moved to fd 3 for the inner command.
@@ -77,9 +78,8 @@ authenticate(process.stdin, { sender: 'user@example.com', ip: '192.0.2.1', helo:
     { label: NODE, file: process.execPath, args: ['-e', '0'] },
     wrap(dkverify(PASS_THROUGH, small, {})),
     wrap(dkverify(VERIFY, small, { DKVERIFY: '' })),
-    // As an administrator can run it (docs/verify.md, "Variables"): the first round fills the
-    // cache, the others read it. The targets are judged without it.
-    wrap(dkverify('qmail-dkverify, DKVERIFY="", NODE_COMPILE_CACHE set', small, { DKVERIFY: '', NODE_COMPILE_CACHE: join(dir, 'compile-cache') })),
+    // What the code cache the build trained (bin/run-bundle.cjs) saves: the same, compiled afresh.
+    wrap(dkverify(UNTRAINED, small, { DKVERIFY: '' }, untrainedCopy(dir, 'qmail-dkverify', 'qmail-dkverify.cjs', 'qmail-dkverify-check.cjs', 'qmail-dkverify-mailauth.cjs'))),
     wrap(dkverify('qmail-dkverify, DKVERIFY="", no TCPREMOTEIP (no SPF, DMARC)', small, { DKVERIFY: '', TCPREMOTEIP: undefined })),
     { label: 'mailauth authenticate(), minimal script', file: process.execPath, args: [join(dir, 'authenticate.cjs')], stdin: small, env: { DNS: dns.server } },
     ...BREAKDOWN.map(([label, script]) => ({ label, file: process.execPath, args: ['-e', script] })),

@@ -6,7 +6,9 @@
 // CPU time and peak RSS come from GNU time (Debian package `time`), which reads them from
 // wait4(2): Node's child_process does not expose a child's rusage.
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, openSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export const GNU_TIME = '/usr/bin/time';
 
@@ -155,4 +157,18 @@ export async function pool(
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, total) }, worker));
   return { samples, ms: Number(process.hrtime.bigint() - started) / 1e6 };
+}
+
+/**
+ * bin/ and `bundles` copied under `dir` without their code caches (bin/run-bundle.cjs), its
+ * packages found through a link to ours: the launcher `launcher` of that copy.
+ */
+export function untrainedCopy(dir: string, launcher: string, ...bundles: string[]): string {
+  const ROOT = fileURLToPath(new URL('..', import.meta.url));
+  const root = join(dir, 'untrained');
+  cpSync(join(ROOT, 'bin'), join(root, 'bin'), { recursive: true });
+  mkdirSync(join(root, 'dist'), { recursive: true });
+  for (const bundle of bundles) copyFileSync(join(ROOT, 'dist', bundle), join(root, 'dist', bundle));
+  if (!existsSync(join(root, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(root, 'node_modules'));
+  return join(root, 'bin', launcher);
 }

@@ -21,7 +21,7 @@ import { makeRsaKey } from '../test/helpers/keys.ts';
 import { startDns, type DnsServer } from '../test/helpers/dnsmasq.ts';
 import { writeBigMessage, type BigMessage } from '../test/helpers/big-message.ts';
 import { startSink, type Sink } from './sink.ts';
-import { HAS_GNU_TIME, interleave, pool, runOnce, stats, sum, type Command, type Sample, type Stats } from './measure.ts';
+import { HAS_GNU_TIME, interleave, pool, runOnce, stats, sum, untrainedCopy, type Command, type Sample, type Stats } from './measure.ts';
 import { find, LABELS, renderMarkdown, type Results, type SizeRow, type StartupRow, type Target, type Timing } from './results.ts';
 import { svgCharts, type Chart } from './svg.ts';
 
@@ -257,10 +257,9 @@ async function caseStartup(c: Commands, sink: Sink, message: string, dir: string
   const required = (label: string, path: string): Command => ({ ...load(label, ''), args: ['-e', `require(${JSON.stringify(path)})`] });
   const builtins = (...names: string[]): string => `data:text/javascript,${names.map((name) => `import "node:${name}";`).join(' ')}`;
   const dist = (path: string): string => new URL(`../dist/${path}`, import.meta.url).href;
-  const cache = join(dir, 'compile-cache');
-  const cached: Command = {
-    ...c.qmailRemote(message, 'bin/qmail-remote, with NODE_COMPILE_CACHE set, as the installed shim does'),
-    env: { ...(c.qmailRemote(message).env ?? {}), NODE_COMPILE_CACHE: cache },
+  const untrained: Command = {
+    ...c.qmailRemote(message, 'bin/qmail-remote, its bundle compiled without the code cache the build trained'),
+    args: [untrainedCopy(dir, 'qmail-remote', 'qmail-remote.cjs'), ...c.qmailRemote(message).args.slice(1)],
   };
   const list: Command[] = [
     c.node,
@@ -275,14 +274,13 @@ async function caseStartup(c: Commands, sink: Sink, message: string, dir: string
     // The guard for forwarded mail (docs/signing.md): a field that looks like our entry mark but
     // is not one (no control/entrykey here) must cost no more than the plain delivery.
     c.qmailRemote(await withEntryField(message, dir), GUARD.entryField),
-    cached,
+    untrained,
   ];
   // The guard for MTA-STS (docs/install.md §6): the same delivery through MX, to a domain with
   // no policy and to one whose policy is cached (mode testing: the sink offers no STARTTLS).
   const sts = await stsGuard(c, message, dir);
   list.push(...sts.commands);
   try {
-    await runOnce(cached);
     for (const command of sts.commands) {
       const report = (await runOnce(command, { captureStdout: true })).stdout;
       if (!report.subarray(0, 3).equals(Buffer.from('r\0K'))) throw new Error(`${command.label}: not delivered: ${JSON.stringify(report.toString('latin1'))}`);
