@@ -69,6 +69,12 @@ export interface DnsOptions {
    * and sends nothing, as rspamd's resolver does at start-up, stops all answers.
    */
   readonly forkForTcp?: boolean;
+  /**
+   * Serve on port 53 of this loopback address (needs root), so that `server` is the address
+   * alone, as a site names its resolver: Node's setServers compiles its IPv6 expression for
+   * any server given with a port (docs/verify.md). By default: 127.0.0.1, a free port.
+   */
+  readonly onPort53?: string;
 }
 
 export async function startDns(records: DnsRecords = {}, options: DnsOptions = {}): Promise<DnsServer> {
@@ -88,8 +94,12 @@ export async function startDns(records: DnsRecords = {}, options: DnsOptions = {
     }
     const conf = join(dir, 'dnsmasq.conf');
     await writeFile(conf, lines.join('\n') + '\n');
-    const { child, port } = await spawnOnFreePort(conf, options.forkForTcp ?? false);
-    return server(child, port, async () => {
+    const forkForTcp = options.forkForTcp ?? false;
+    const host = options.onPort53 ?? HOST;
+    const { child, port } = options.onPort53 === undefined
+      ? await spawnOnFreePort(conf, forkForTcp)
+      : { child: await spawnDnsmasq(conf, host, 53, forkForTcp), port: 53 };
+    return server(child, host, port, async () => {
       await Promise.all(stubs.map((stub) => new Promise<void>((resolve) => stub.close(() => resolve()))));
       await rm(dir, { recursive: true, force: true });
     });
@@ -100,17 +110,18 @@ export async function startDns(records: DnsRecords = {}, options: DnsOptions = {
   }
 }
 
-function server(child: ChildProcess, port: number, cleanup: () => Promise<void>): DnsServer {
+function server(child: ChildProcess, host: string, port: number, cleanup: () => Promise<void>): DnsServer {
+  const address = port === 53 ? host : `${host}:${port}`;
   // If the test process dies without stop(), do not leave dnsmasq running.
   const killOnExit = () => child.kill('SIGKILL');
   process.once('exit', killOnExit);
   let stopped: Promise<void> | undefined;
   return {
     port,
-    server: `${HOST}:${port}`,
+    server: address,
     resolver(options = {}) {
       const resolver = new Resolver({ timeout: options.timeout ?? 500, tries: options.tries ?? 2 });
-      resolver.setServers([`${HOST}:${port}`]);
+      resolver.setServers([address]);
       return resolver;
     },
     stop() {
@@ -226,7 +237,7 @@ async function spawnOnFreePort(conf: string, forkForTcp: boolean): Promise<{ chi
   for (let i = 0; i < START_ATTEMPTS; i++) {
     const port = await freePort();
     try {
-      return { child: await spawnDnsmasq(conf, port, forkForTcp), port };
+      return { child: await spawnDnsmasq(conf, HOST, port, forkForTcp), port };
     } catch (error) {
       if ((error as Error).message.startsWith('dnsmasq not found')) throw error;
       lastError = error; // most likely the port was taken meanwhile: try another
@@ -235,7 +246,7 @@ async function spawnOnFreePort(conf: string, forkForTcp: boolean): Promise<{ chi
   throw lastError;
 }
 
-async function spawnDnsmasq(conf: string, port: number, forkForTcp: boolean): Promise<ChildProcess> {
+async function spawnDnsmasq(conf: string, host: string, port: number, forkForTcp: boolean): Promise<ChildProcess> {
   const child = spawn(
     'dnsmasq',
     [
@@ -243,7 +254,7 @@ async function spawnDnsmasq(conf: string, port: number, forkForTcp: boolean): Pr
       // log then goes to stderr only when told.
       ...(forkForTcp ? ['--keep-in-foreground', '--log-facility=-'] : ['--no-daemon']),
       `--port=${port}`,
-      `--listen-address=${HOST}`,
+      `--listen-address=${host}`,
       '--bind-interfaces',
       '--no-resolv',
       '--no-hosts',
@@ -267,7 +278,7 @@ async function spawnDnsmasq(conf: string, port: number, forkForTcp: boolean): Pr
     child.once('exit', (code, signal) => reject(new Error(`dnsmasq exited (${code ?? signal}): ${stderr}`)));
   });
   try {
-    await Promise.race([waitUntilAnswering(port, () => done), exited]);
+    await Promise.race([waitUntilAnswering(host, port, () => done), exited]);
     return child;
   } catch (error) {
     await terminate(child);
@@ -279,9 +290,9 @@ async function spawnDnsmasq(conf: string, port: number, forkForTcp: boolean): Pr
 }
 
 // Any DNS answer, even REFUSED, shows the server is up; ECONNREFUSED or silence does not.
-async function waitUntilAnswering(port: number, givenUp: () => boolean): Promise<void> {
+async function waitUntilAnswering(host: string, port: number, givenUp: () => boolean): Promise<void> {
   const resolver = new Resolver({ timeout: 200, tries: 1 });
-  resolver.setServers([`${HOST}:${port}`]);
+  resolver.setServers([`${host}:${port}`]);
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (!givenUp()) {
     try {
