@@ -122,7 +122,8 @@ function txtRecord(text) {
 
 /**
  * Runs one training (scripts/train-bundle.cjs): `stdio` as the program gets it, a minimal
- * environment as qmail gives. Resolves with its exit status and what it wrote to fd 1.
+ * environment as qmail gives, with a qmail home of the run's own (a qmail host's is never
+ * touched) and without NODE_OPTIONS (V8 takes a cache only under the flags it was made with). Resolves with its exit status and what it wrote to fd 1.
  */
 function train(launcher, bundles, args, stdio, env) {
   return new Promise((resolve) => {
@@ -163,7 +164,7 @@ try {
   writeFileSync(join(dir, 'message'), MESSAGE);
 
   const message = openSync(join(dir, 'message'), 'r');
-  const remote = await train('qmail-remote', REMOTE_BUNDLES, ['example.net', `alice@${DOMAIN}`, 'bob@example.net'], [message, 'pipe', 'ignore'], { CONTROLDIR: control });
+  const remote = await train('qmail-remote', REMOTE_BUNDLES, ['example.net', `alice@${DOMAIN}`, 'bob@example.net'], [message, 'pipe', 'ignore'], { QMAILHOME: dir, CONTROLDIR: control });
   closeSync(message);
   const signed = sink.messages[0];
   if (remote.status !== 0 || !/^r\0K/.test(remote.output) || signed === undefined) {

@@ -109,7 +109,9 @@ test('`npm pack` builds and packs; `npm install -g` of the tarball needs no buil
   await npm(['install', '-g', '--prefix', prefix, tarball]);
 
   for (const name of ['qmail-remote-dkim', 'dknewkey']) assert.equal(findInPath(name, adminPath), join(prefix, 'bin', name));
-  for (const file of ['dist/qmail-remote.cjs', 'dist/cli/main.js', 'bin/qmail-remote', 'LICENSE', 'README.md', 'control/dksign', 'docs/install.md']) {
+  // The code caches the build trained (bin/run-bundle.cjs) ship beside their bundles.
+  const caches = ['qmail-remote', 'qmail-dkverify-check', 'qmail-dkverify-mailauth'].map((name) => `dist/${name}.cjs.v8cache`);
+  for (const file of ['dist/qmail-remote.cjs', ...caches, 'dist/cli/main.js', 'bin/qmail-remote', 'bin/run-bundle.cjs', 'LICENSE', 'README.md', 'control/dksign', 'docs/install.md']) {
     assert.ok(existsSync(join(pkg, file)), `${file} is in the package`);
   }
   for (const file of ['src', 'test', 'bench', 'tsconfig.json']) assert.equal(existsSync(join(pkg, file)), false, `${file} stays out`);
