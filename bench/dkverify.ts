@@ -3,7 +3,7 @@
 // shell script that reads both and exits 0), against `node -e 0` on the same Node and a
 // minimal script calling mailauth's authenticate(). Keys and SPF records come from a dnsmasq
 // on loopback. `--quick` is a smoke test. Markdown to stdout, progress to stderr.
-import { chmodSync, closeSync, mkdtempSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -123,6 +123,7 @@ authenticate(process.stdin, { sender: 'user@example.com', ip: '192.0.2.1', helo:
   else if (UPDATE_DOCS) updateDoc(lines);
 } finally {
   await dns.stop();
+  rmSync(dir, { recursive: true, force: true });
 }
 
 /** A message of `mib` MiB: the head given, then 77-byte lines. */
