@@ -8,9 +8,11 @@ import { checkNode, defaultTarget, install, InstallError, makeStsCache, safeCach
 import { findUser, readAccounts, PASSWD_FILE } from '../keys/accounts.ts';
 import { makeEntryKey } from '../install/entry-key.ts';
 import { makeTcpto6 } from '../install/tcpto6.ts';
+import { codeCacheNote } from '../install/code-cache.ts';
 import { say } from './output.ts';
 import { EXIT_OK, EXIT_TEMPORARY, EXIT_USAGE } from './exit-codes.ts';
 
+const PACKAGE = fileURLToPath(new URL('../..', import.meta.url));
 const PROGRAM = fileURLToPath(new URL('../../bin/qmail-remote', import.meta.url));
 
 export interface InstallArgs {
@@ -41,6 +43,8 @@ export function installCommand(args: InstallArgs): number {
     const cacheDir = args.cache ? resolve(args.cache) : '';
     const plan = { target, node, program: PROGRAM, cacheDir, qmailHome: home, replacing: args.to === undefined };
     for (const line of install(plan)) say(line);
+    const note = codeCacheNote(node, PACKAGE);
+    if (note) say(note);
     // The MTA-STS cache and the entry key belong to qmail's home: a shim elsewhere (--to) leaves them alone.
     if (args.to === undefined) {
       const accounts = readAccounts(args.passwd ?? PASSWD_FILE);

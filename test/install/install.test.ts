@@ -284,3 +284,24 @@ test('qmail-dkverify on a Node older than 22.19 exits 81 (a temporary 451), sile
   assert.equal(result.stdout, '');
   assert.equal(result.stderr, '');
 });
+
+// The code cache (bin/run-bundle.cjs) fits only the Node that built the package: install says
+// when the Node it names cannot use it, and says nothing when it can.
+test('install notes a Node that cannot use the code the package was compiled with, and only then', async () => {
+  const { codeCacheNote } = await import('../../src/install/code-cache.ts');
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  assert.equal(codeCacheNote(process.execPath, root), null, 'the Node that built the package uses it');
+  const copy = scratch();
+  mkdirSync(join(copy, 'bin'));
+  mkdirSync(join(copy, 'dist'));
+  for (const file of ['run-bundle.cjs', 'package.json']) writeFileSync(join(copy, 'bin', file), readFileSync(join(root, 'bin', file)));
+  writeFileSync(join(copy, 'dist', 'qmail-remote.cjs'), readFileSync(join(root, 'dist', 'qmail-remote.cjs')));
+  // A cache another Node made: V8 refuses it, as it refuses this one's made for other bytes.
+  writeFileSync(join(copy, 'dist', 'qmail-remote.cjs.v8cache'), readFileSync(join(root, 'dist', 'qmail-remote.cjs.v8cache')).subarray(0, 200));
+  assert.match(codeCacheNote(process.execPath, copy) ?? '', /cannot use the code this package was compiled with/);
+
+  const { home } = scratchHome();
+  const installed = cli(['install'], home);
+  assert.equal(installed.status, 0, installed.stderr);
+  assert.doesNotMatch(installed.stderr, /cannot use the code/);
+});
