@@ -8,8 +8,8 @@
 // was compiled before the module ran, the outline; a V8 code cache made after a whole delivery
 // or verification also holds every function it ran (docs/performance.md, "Start-up").
 //
-// The cache is used only when it was made from these very bytes (its header names their
-// SHA-256: an edited bundle is never run from the code of the old one, even at the same
+// The cache is used only when it was made from these very bytes and is itself whole (its
+// header names both SHA-256s: an edited bundle is never run from the code of the old one, even at the same
 // length, which is all V8 itself compares) and by this very Node and V8 with the same flags
 // (V8 checks that, and rejects the cache otherwise). A cache that is missing, stale or rejected
 // costs a compile, as without one; nothing else changes.
@@ -22,7 +22,7 @@ var path = require('path');
 var vm = require('vm');
 var Module = require('module');
 
-var MAGIC = 'qmail-remote-dkim code cache 1\n';
+var MAGIC = 'qmail-remote-dkim code cache 2\n';
 /** Each bundle's module.exports, by its path: a bundle runs once, as require() would. */
 var loaded = new Map();
 /** While the build trains: every script compiled here, to be written out at exit. */
@@ -33,9 +33,18 @@ function cachePathOf(file) {
   return file + '.v8cache';
 }
 
-/** The header a cache made from `sourceHash` starts with. */
-function headerFor(sourceHash) {
-  return MAGIC + sourceHash + '\n';
+var sha256 = function (bytes) {
+  return require('crypto').hash('sha256', bytes);
+};
+
+/**
+ * The header of a cache made from the bundle hashing to `sourceHash`, whose V8 part hashes to
+ * `bodyHash`. V8 release builds check a cache's version, flags and length but not its bytes, and
+ * a damaged one can stop V8 with a fatal error (and a trace on fd 2): a cache whose bytes are
+ * not the ones written is never given to V8.
+ */
+function headerFor(sourceHash, bodyHash) {
+  return MAGIC + sourceHash + '\n' + bodyHash + '\n';
 }
 
 /** The cache file of `file`, or null when there is none. */
@@ -47,11 +56,13 @@ function readCache(file) {
   }
 }
 
-/** The V8 part of `cache` if it was made from `bytes`: its header names their SHA-256. */
+/** The V8 part of `cache` if it was made from `bytes` and is whole: its header names both SHA-256s. */
 function fittingPart(cache, bytes) {
-  var header = headerFor(require('crypto').hash('sha256', bytes));
-  if (cache.length <= header.length || cache.toString('latin1', 0, header.length) !== header) return undefined;
-  return cache.subarray(header.length);
+  var length = headerFor(sha256(bytes), sha256(Buffer.alloc(0))).length;
+  if (cache.length <= length) return undefined;
+  var body = cache.subarray(length);
+  if (cache.toString('latin1', 0, length) !== headerFor(sha256(bytes), sha256(body))) return undefined;
+  return body;
 }
 
 /**
@@ -105,9 +116,10 @@ function trainUntilExit(files) {
   process.on('exit', function writeCaches() {
     trainees.forEach(function (trainee) {
       if (files.indexOf(trainee.file) === -1) return;
-      var header = headerFor(require('crypto').hash('sha256', trainee.bytes));
+      var body = trainee.script.createCachedData();
+      var header = headerFor(sha256(trainee.bytes), sha256(body));
       var target = cachePathOf(trainee.file);
-      fs.writeFileSync(target + '.new', Buffer.concat([Buffer.from(header, 'latin1'), trainee.script.createCachedData()]));
+      fs.writeFileSync(target + '.new', Buffer.concat([Buffer.from(header, 'latin1'), body]));
       fs.renameSync(target + '.new', target);
     });
   });

@@ -14,5 +14,5 @@ export function codeCacheNote(node: string, packageRoot: string): string | null 
   // make V8 refuse the cache here and not there.
   const asked = spawnSync(node, ['-e', script], { encoding: 'utf8', env: { PATH: '/usr/bin:/bin' } });
   if (asked.status === 0 && asked.stdout === 'true') return null;
-  return `note: ${node} cannot use the code this package was compiled with (dist/*.v8cache, made by the Node that built it): every delivery compiles it instead, about 7 % more CPU; building the package with this Node (npm run build) brings it back`;
+  return `note: ${node} cannot use the code this package was compiled with (dist/*.v8cache, made by the Node that built it): every delivery compiles it instead, about 7 % more CPU; naming the Node the package was built with (--node) keeps it`;
 }

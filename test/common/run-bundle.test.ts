@@ -1,7 +1,7 @@
 // bin/run-bundle.cjs runs the bundles from the code caches the build trained
 // (scripts/train-code-cache.mjs). What these tests hold: every bundle a message runs through
 // has a cache that this Node uses; a cache is never used for bytes other than its own, however
-// alike; and a cache that is missing, cut short or garbage costs a compile and nothing else.
+// alike; and a cache that is missing, cut short, spoilt or garbage costs a compile and nothing else.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -22,7 +22,7 @@ const USAGE = 'DI (qmail-remote) was invoked improperly. (#5.3.5)\n\0';
 function compileIn(root: string, file: string): { usedCache: boolean; builtins: string[] } {
   const script = `const { usedCache } = require(${JSON.stringify(join(root, 'bin', 'run-bundle.cjs'))}).compile(${JSON.stringify(join(root, 'dist', file))});
     process.stdout.write(JSON.stringify({ usedCache, builtins: process.moduleLoadList.filter((name) => name.startsWith('NativeModule ')) }));`;
-  const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+  const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { PATH: '/usr/bin:/bin' } });
   assert.equal(run.status, 0, run.stderr);
   return JSON.parse(run.stdout) as { usedCache: boolean; builtins: string[] };
 }
@@ -39,7 +39,8 @@ function copyOfQmailRemote(): string {
 
 /** What bin/qmail-remote of `root` reports when started without arguments. */
 function usageReport(root: string): string {
-  const run = spawnSync(process.execPath, [join(root, 'bin', 'qmail-remote')], { encoding: 'latin1' });
+  // A qmail home of the test's own: not even a log setting of the host's is read.
+  const run = spawnSync(process.execPath, [join(root, 'bin', 'qmail-remote')], { encoding: 'latin1', env: { PATH: '/usr/bin:/bin', QMAILHOME: root } });
   assert.equal(run.status, 0);
   return run.stdout + run.stderr;
 }
@@ -75,12 +76,17 @@ test('a cache that is missing, cut short or garbage costs a compile, and the pro
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const cacheFile = join(root, 'dist', 'qmail-remote.cjs.v8cache');
   const trained = readFileSync(cacheFile);
-  const headerLength = trained.indexOf('\n', trained.indexOf('\n') + 1) + 1;
+  const headerLength = trained.indexOf('\n', trained.indexOf('\n', trained.indexOf('\n') + 1) + 1) + 1;
+  // V8's own header kept, bytes after it spoilt: V8 release builds would take it, and a damaged
+  // body can stop V8 with a fatal error and a trace on fd 2.
+  const spoilt = Buffer.from(trained);
+  for (let at = headerLength + 100; at < headerLength + 164; at++) spoilt.writeUInt8((spoilt.readUInt8(at) ^ 0xff), at);
   const variants: [string, Buffer | null][] = [
     ['missing', null],
     ['cut short', trained.subarray(0, headerLength + (trained.length - headerLength) / 2)],
     ['garbage after its header', Buffer.concat([trained.subarray(0, headerLength), Buffer.alloc(trained.length - headerLength, 0x5a)])],
     ['empty', Buffer.alloc(0)],
+    ["spoilt past V8's header", spoilt],
   ];
   for (const [what, bytes] of variants) {
     rmSync(cacheFile, { force: true });
