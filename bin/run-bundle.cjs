@@ -46,6 +46,8 @@ var sha256 = function (bytes) {
 function headerFor(sourceHash, bodyHash) {
   return MAGIC + sourceHash + '\n' + bodyHash + '\n';
 }
+/** Two SHA-256s in hex, each on a line of its own. */
+var HEADER_LENGTH = MAGIC.length + 2 * 65;
 
 /** The cache file of `file`, or null when there is none. */
 function readCache(file) {
@@ -58,10 +60,9 @@ function readCache(file) {
 
 /** The V8 part of `cache` if it was made from `bytes` and is whole: its header names both SHA-256s. */
 function fittingPart(cache, bytes) {
-  var length = headerFor(sha256(bytes), sha256(Buffer.alloc(0))).length;
-  if (cache.length <= length) return undefined;
-  var body = cache.subarray(length);
-  if (cache.toString('latin1', 0, length) !== headerFor(sha256(bytes), sha256(body))) return undefined;
+  if (cache.length <= HEADER_LENGTH) return undefined;
+  var body = cache.subarray(HEADER_LENGTH);
+  if (cache.toString('latin1', 0, HEADER_LENGTH) !== headerFor(sha256(bytes), sha256(body))) return undefined;
   return body;
 }
 

@@ -13,6 +13,7 @@
 //   policy must be fetched (src/delivery/tls/mta-sts.ts); a cached or absent policy needs none.
 // The tests run bin/qmail-remote, and so this bundle, STARTTLS included.
 import { build } from 'esbuild';
+import { parse } from 'acorn';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -228,17 +229,29 @@ writeFileSync(
 
 // Every bundle runs as a script compiled by bin/run-bundle.cjs, which has no module loader for
 // an import(): what a bundle keeps out of its file it loads with require() (load-later.ts).
-// And every bundle is ASCII, which run-bundle.cjs reads as a one-byte string, copied: UTF-8
-// would be decoded, into two bytes a character (~2 ms for the verify side's files). esbuild
-// escapes what is not ASCII in code but keeps some comments as they are; escaped the same way,
-// a character means the same in a string, template, regular expression or identifier, and in
-// a comment nothing.
-const escapeNonAscii = (text) => text.replace(/[^\0-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+// A bundle that is ASCII is read by run-bundle.cjs as a one-byte string, copied, not decoded
+// from UTF-8 (~2 ms for the verify side's files). esbuild escapes what is not ASCII in strings
+// but keeps comments, raw template text and regular expression sources as they are. Inside a
+// comment, found by parsing the bundle, a character can be written \uXXXX without changing
+// anything; one anywhere else stays, and that bundle is read as UTF-8.
+const NON_ASCII = /[^\0-\x7f]/g;
+const escaped = (text) => text.replace(NON_ASCII, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+function escapeInComments(text) {
+  const comments = [];
+  parse(text, { ecmaVersion: 'latest', sourceType: 'script', allowHashBang: true, allowReturnOutsideFunction: true, onComment: (_block, _text, start, end) => comments.push([start, end]) });
+  let out = '';
+  let at = 0;
+  for (const [start, end] of comments) {
+    out += text.slice(at, start) + escaped(text.slice(start, end));
+    at = end;
+  }
+  return out + text.slice(at);
+}
 for (const file of ['qmail-remote.cjs', 'qmail-dkverify.cjs', CHECK_FILE, MAILAUTH_FILE]) {
   const path = `${root}dist/${file}`;
   const text = readFileSync(path, 'utf8');
   if (/\bimport\(/.test(text)) throw new Error(`dist/${file} contains an import(), which bin/run-bundle.cjs cannot serve`);
-  if (/[^\0-\x7f]/.test(text)) writeFileSync(path, escapeNonAscii(text));
+  if (/[^\0-\x7f]/.test(text)) writeFileSync(path, escapeInComments(text));
 }
 
 await import('./train-code-cache.mjs');
