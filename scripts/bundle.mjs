@@ -236,9 +236,26 @@ writeFileSync(
 // anything; one anywhere else stays, and that bundle is read as UTF-8.
 const NON_ASCII = /[^\0-\x7f]/g;
 const escaped = (text) => text.replace(NON_ASCII, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-function escapeInComments(text) {
+/** The bundle's syntax tree and where its comments are: an "import(" in a comment or a string is none. */
+function parsed(text) {
   const comments = [];
-  parse(text, { ecmaVersion: 'latest', sourceType: 'script', allowHashBang: true, allowReturnOutsideFunction: true, onComment: (_block, _text, start, end) => comments.push([start, end]) });
+  const tree = parse(text, { ecmaVersion: 'latest', sourceType: 'script', allowHashBang: true, allowReturnOutsideFunction: true, onComment: (_block, _text, start, end) => comments.push([start, end]) });
+  return { tree, comments };
+}
+function hasImportExpression(tree) {
+  const nodes = [tree];
+  while (nodes.length > 0) {
+    const node = nodes.pop();
+    if (node.type === 'ImportExpression') return true;
+    for (const value of Object.values(node)) {
+      for (const child of Array.isArray(value) ? value : [value]) {
+        if (child !== null && typeof child === 'object' && typeof child.type === 'string') nodes.push(child);
+      }
+    }
+  }
+  return false;
+}
+function escapeInComments(text, comments) {
   let out = '';
   let at = 0;
   for (const [start, end] of comments) {
@@ -250,8 +267,9 @@ function escapeInComments(text) {
 for (const file of ['qmail-remote.cjs', 'qmail-dkverify.cjs', CHECK_FILE, MAILAUTH_FILE]) {
   const path = `${root}dist/${file}`;
   const text = readFileSync(path, 'utf8');
-  if (/\bimport\(/.test(text)) throw new Error(`dist/${file} contains an import(), which bin/run-bundle.cjs cannot serve`);
-  if (/[^\0-\x7f]/.test(text)) writeFileSync(path, escapeInComments(text));
+  const { tree, comments } = parsed(text);
+  if (hasImportExpression(tree)) throw new Error(`dist/${file} contains an import(), which bin/run-bundle.cjs cannot serve`);
+  if (/[^\0-\x7f]/.test(text)) writeFileSync(path, escapeInComments(text, comments));
 }
 
 await import('./train-code-cache.mjs');
