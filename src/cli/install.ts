@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { qmailHome } from '../common/control.ts';
 import { checkNode, defaultTarget, install, InstallError, makeStsCache, safeCacheDir, uninstall } from '../install/shim.ts';
-import { findUser, readAccounts, PASSWD_FILE } from '../keys/accounts.ts';
+import { findUser, readUsers, PASSWD_FILE } from '../keys/accounts.ts';
 import { makeEntryKey } from '../install/entry-key.ts';
 import { makeTcpto6 } from '../install/tcpto6.ts';
 import { codeCacheNote } from '../install/code-cache.ts';
@@ -47,7 +47,7 @@ export function installCommand(args: InstallArgs): number {
     if (note) say(note);
     // The MTA-STS cache and the entry key belong to qmail's home: a shim elsewhere (--to) leaves them alone.
     if (args.to === undefined) {
-      const accounts = readAccounts(args.passwd ?? PASSWD_FILE);
+      const accounts = readUsers(args.passwd ?? PASSWD_FILE);
       const qmailr = findUser(accounts, 'qmailr') ?? null;
       for (const line of makeStsCache(home, qmailr)) say(line);
       for (const line of makeTcpto6(home, qmailr)) say(line);

@@ -26,14 +26,24 @@ export interface Accounts {
 
 /** The accounts in both files; a file that cannot be read counts as empty. */
 export function readAccounts(passwdFile = PASSWD_FILE, groupFile = GROUP_FILE): Accounts {
-  return { users: readTable(passwdFile).flatMap(parseUser), groups: readTable(groupFile).flatMap(parseGroup) };
+  return { ...readUsers(passwdFile), ...readGroups(groupFile) };
 }
 
-export function findGroup(accounts: Accounts, name: string): Group | undefined {
+/** The users alone: a command that needs no group reads no group file. */
+export function readUsers(passwdFile = PASSWD_FILE): Pick<Accounts, 'users'> {
+  return { users: readTable(passwdFile).flatMap(parseUser) };
+}
+
+/** The groups alone: a command that needs no user reads no passwd file. */
+export function readGroups(groupFile = GROUP_FILE): Pick<Accounts, 'groups'> {
+  return { groups: readTable(groupFile).flatMap(parseGroup) };
+}
+
+export function findGroup(accounts: Pick<Accounts, 'groups'>, name: string): Group | undefined {
   return accounts.groups.find((group) => group.name === name);
 }
 
-export function findUser(accounts: Accounts, name: string): User | undefined {
+export function findUser(accounts: Pick<Accounts, 'users'>, name: string): User | undefined {
   return accounts.users.find((user) => user.name === name);
 }
 

@@ -6,7 +6,7 @@
 import { closeSync, fchmodSync, fchownSync, openSync, unlinkSync } from 'node:fs';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import type { KeyType } from '../signing/keys.ts';
-import { findGroup, GROUP_FILE, readAccounts } from './accounts.ts';
+import { findGroup, GROUP_FILE, readGroups } from './accounts.ts';
 import { DEFAULT_RSA_BITS, KEY_MODE, MAX_RSA_BITS, MIN_RSA_BITS, QMAIL_GROUP, WEAK_RSA_BITS } from './policy.ts';
 import { writeAll } from '../common/sync-io.ts';
 
@@ -82,7 +82,7 @@ export function writeKeyFile(path: string, pem: string, options: WriteOptions = 
 function giveToQmailGroup(fd: number, options: WriteOptions): string | undefined {
   const asRoot = options.asRoot ?? process.getuid?.() === 0;
   if (!asRoot) return undefined;
-  const group = findGroup(readAccounts(undefined, options.groupFile ?? GROUP_FILE), QMAIL_GROUP);
+  const group = findGroup(readGroups(options.groupFile ?? GROUP_FILE), QMAIL_GROUP);
   if (!group) return undefined;
   fchownSync(fd, process.getuid?.() ?? 0, group.gid);
   return group.name;

@@ -32,8 +32,15 @@ function scratchHome(): { home: string; target: string } {
   return { home, target };
 }
 
+/**
+ * `install` reads users from a passwd file: never this host's, whose qmailr (or lack of one)
+ * would decide what a test sees. Without --passwd, a file of the scratch home that no test
+ * writes: no users.
+ */
+const accountsOf = (args: string[], home: string): string[] =>
+  args[0] === 'install' && !args.includes('--passwd') ? [...args, '--passwd', join(home, 'no-passwd')] : args;
 const cli = (args: string[], home: string) =>
-  spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, QMAILHOME: home }, encoding: 'utf8' });
+  spawnSync(process.execPath, [CLI, ...accountsOf(args, home)], { env: { ...process.env, QMAILHOME: home }, encoding: 'utf8' });
 
 test('install keeps the original, writes a shim that runs qmail-remote, uninstall restores it', () => {
   const { home, target } = scratchHome();
@@ -162,7 +169,7 @@ test('a compile cache directory others can write is refused; a private one goes 
   const closed = join(home, 'cache');
   mkdirSync(closed, { mode: 0o700 });
   // Named relative to where install runs, written absolute: the shim runs from anywhere.
-  const relative = spawnSync(process.execPath, [CLI, 'install', '--cache', 'cache'], { cwd: home, env: { ...process.env, QMAILHOME: home }, encoding: 'utf8' });
+  const relative = spawnSync(process.execPath, [CLI, ...accountsOf(['install', '--cache', 'cache'], home)], { cwd: home, env: { ...process.env, QMAILHOME: home }, encoding: 'utf8' });
   assert.equal(relative.status, 0, relative.stderr);
   assert.ok(readFileSync(target, 'utf8').includes(`NODE_COMPILE_CACHE='${closed}'; export NODE_COMPILE_CACHE`));
 });
@@ -213,7 +220,7 @@ test('as a user who cannot write to bin/: refused with what to do, nothing chang
   const asRoot = process.getuid?.() === 0;
   const env = { ...process.env, QMAILHOME: home };
   const result = asRoot
-    ? spawnSync('setpriv', ['--bounding-set', '-all', '--inh-caps', '-all', '--', process.execPath, CLI, 'install'], { env, encoding: 'utf8' })
+    ? spawnSync('setpriv', ['--bounding-set', '-all', '--inh-caps', '-all', '--', process.execPath, CLI, ...accountsOf(['install'], home)], { env, encoding: 'utf8' })
     : cli(['install'], home);
   if (asRoot && (result.error || result.stderr.startsWith('setpriv:'))) return t.skip(`cannot drop root's capabilities here: ${result.stderr}`);
   assertRefused(result, /cannot write in .*\/bin \(EACCES\): run this as root/);
@@ -228,7 +235,7 @@ test('on a read-only file system: refused with what to do, nothing changed', (t)
   const script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"';
   const probe = spawnSync('unshare', ['-m', 'sh', '-c', script, 'sh', home, 'true']);
   if (probe.status !== 0) return t.skip('cannot make a read-only mount here');
-  const result = spawnSync('unshare', ['-m', 'sh', '-c', script, 'sh', home, process.execPath, CLI, 'install'], {
+  const result = spawnSync('unshare', ['-m', 'sh', '-c', script, 'sh', home, process.execPath, CLI, ...accountsOf(['install'], home)], {
     env: { ...process.env, QMAILHOME: home }, encoding: 'utf8',
   });
   assertRefused(result, /is on a read-only file system: remount it read-write/);

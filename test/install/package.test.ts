@@ -42,6 +42,9 @@ const prefix = join(work, 'prefix');
 const home = join(work, 'qmail');
 const keys = join(work, 'domainkeys');
 const target = join(home, 'bin', 'qmail-remote');
+// `install` looks up qmailr and qmaild in a passwd file: here one that does not exist (no
+// users), never this host's, whose accounts would decide what the tests see.
+const NO_HOST_ACCOUNTS = ['--passwd', join(work, 'no-passwd')];
 const pkg = join(prefix, 'lib', 'node_modules', 'qmail-remote-dkim');
 let dns: DnsServer;
 /** What the scripted server received from the installed qmail-remote. */
@@ -162,7 +165,7 @@ test('a key from the installed dknewkey, dksign, and the audit', async () => {
 test('`qmail-remote-dkim install`, never without a qmail-remote; a delivery as qmail-rspawn makes one', async () => {
   const original = readFileSync(target);
   // `qmail-remote-dkim install` (QMAILHOME stands for /var/qmail).
-  const installed = await watchingTarget(() => sh('qmail-remote-dkim', ['install'], { env: { QMAILHOME: home } }));
+  const installed = await watchingTarget(() => sh('qmail-remote-dkim', ['install', ...NO_HOST_ACCOUNTS], { env: { QMAILHOME: home } }));
   assert.deepEqual(readFileSync(`${target}.orig`), original);
   const shim = readFileSync(target, 'utf8');
   // The Node that ran install (the npm-installed one, by its real path) and this installation.
@@ -208,7 +211,7 @@ test('upgrade: a newer tarball over the old one, `install` again changes nothing
   // `npm install -g ./qmail-remote-dkim-<new version>.tgz`, then `qmail-remote-dkim install`.
   await watchingTarget(() => npm(['install', '-g', '--prefix', prefix, join(checkout, packed.stdout.trim().split('\n').pop() ?? '')]));
   assert.equal((JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')) as { version: string }).version, next);
-  const again = await watchingTarget(() => sh('qmail-remote-dkim', ['install'], { env: { QMAILHOME: home } }));
+  const again = await watchingTarget(() => sh('qmail-remote-dkim', ['install', ...NO_HOST_ACCOUNTS], { env: { QMAILHOME: home } }));
   assert.match(again.stderr, /is the shim already; nothing changed/);
   assert.deepEqual(readFileSync(target), shimBefore);
   assert.equal(readFileSync(`${target}.orig`, 'utf8'), ORIGINAL);
@@ -239,7 +242,7 @@ test('a compile cache: `install --cache DIR` with a private directory', async ()
   // can write to it.
   const cache = join(home, 'dkim-cache');
   mkdirSync(cache, { mode: 0o700 });
-  await sh('qmail-remote-dkim', ['install', '--cache', cache], { env: { QMAILHOME: home } });
+  await sh('qmail-remote-dkim', ['install', '--cache', cache, ...NO_HOST_ACCOUNTS], { env: { QMAILHOME: home } });
   assert.ok(readFileSync(target, 'utf8').includes(`NODE_COMPILE_CACHE='${cache}'; export NODE_COMPILE_CACHE`));
   const server = await startScriptServer({});
   try {

@@ -4,7 +4,7 @@
 // and every other domain as before, the old key left in place.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,8 +19,13 @@ const CLI = fileURLToPath(new URL('../../bin/qmail-remote-dkim', import.meta.url
 const OLD = makeRsaKey();
 const OTHER = makeRsaKey();
 const servers: DnsServer[] = [];
+// The group a new key is given (qmail's, as root) comes from this file, never from this host's.
+const ACCOUNTS = mkdtempSync(join(tmpdir(), 'qrd-rotate-accounts-'));
+const GROUP = ['--group', join(ACCOUNTS, 'group')];
+writeFileSync(GROUP[1] ?? '', 'root:x:0:\nqmail:x:4242:\n');
 after(async () => {
   for (const server of servers) await server.stop();
+  rmSync(ACCOUNTS, { recursive: true, force: true });
 });
 
 function tree(dkimkeys?: (keys: string) => string): { control: string; keys: string } {
@@ -45,7 +50,7 @@ async function dnsWith(r1?: string): Promise<DnsServer> {
 }
 
 const rotate = (control: string, dns: DnsServer) =>
-  runNode(CLI, ['keys', 'rotate', 'example.com', '--control', control, '--dns', dns.server, '--selector', 'r1']);
+  runNode(CLI, ['keys', 'rotate', 'example.com', '--control', control, '--dns', dns.server, '--selector', 'r1', ...GROUP]);
 
 /** The record the command printed for the new key: its p=, from the BIND lines. */
 const printedKey = (stdout: string): string => (stdout.match(/"([^"]*)"/g) ?? []).map((s) => s.slice(1, -1)).join('').replace(/^.*p=/, '');
@@ -106,10 +111,10 @@ test('with a table, only the domain\'s own lines change: comments, options and o
 test('a domain nothing signs, or a bad argument: no key made', async () => {
   const { control } = tree();
   const dns = await dnsWith();
-  const none = await runNode(CLI, ['keys', 'rotate', 'nowhere', '--control', control, '--dns', dns.server]);
+  const none = await runNode(CLI, ['keys', 'rotate', 'nowhere', '--control', control, '--dns', dns.server, ...GROUP]);
   assert.equal(none.status, 1);
   assert.match(none.stdout, /no key signs nowhere now/);
-  const bad = await runNode(CLI, ['keys', 'rotate', 'example.com', '--control', control, '--selector', '../x']);
+  const bad = await runNode(CLI, ['keys', 'rotate', 'example.com', '--control', control, '--selector', '../x', ...GROUP]);
   assert.equal(bad.status, 100);
   assert.match(bad.stderr, /not a selector/);
 });
