@@ -2,7 +2,7 @@
 // deadline: what the checks learned by then stands, the rest is temperror, and the message is
 // queued. That timer needs the event loop, which a check busy in one long synchronous task (a
 // regular expression, a parser loop) would hold; the caps of bounds.ts keep every task short,
-// and for whatever they miss a watchdog, a process apart (watchdog.ts), kills this one when the
+// and for whatever they miss a watchdog, a process apart (standby.ts), kills this one when the
 // checks are still running a grace period after the deadline, even if the hand-over to the next
 // program has begun: qmail-smtpd then answers 451, qmail-queue queues nothing without the
 // envelope we write last, and the sender tries again later. Nothing is lost and nothing is
@@ -13,7 +13,7 @@
 import type { MessageSource } from '../mail/message.ts';
 import type { Results } from './auth-results.ts';
 import { checkMessage, UNFINISHED, type CheckSettings } from './check.ts';
-import { armWatchdog } from './watchdog.ts';
+import type { Watchdog } from './standby.ts';
 import { VerifyFailure } from './outcomes.ts';
 
 /**
@@ -32,8 +32,8 @@ const NOTHING_YET: Results = {
   arc: { result: 'temperror', comment: UNFINISHED },
 };
 
-export async function checkWithin(source: MessageSource, settings: CheckSettings, deadlineMs: number): Promise<Results> {
-  const watchdog = armWatchdog(deadlineMs + WATCHDOG_GRACE_MS);
+/** The checks, ended at `deadlineMs` here, and by `watchdog` (armed for WATCHDOG_GRACE_MS longer) from outside. */
+export async function checkWithin(source: MessageSource, settings: CheckSettings, deadlineMs: number, watchdog: Watchdog): Promise<Results> {
   let fallback = NOTHING_YET;
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<Results>((resolve) => {

@@ -36,18 +36,25 @@ function sameFile(a: string, b: string): boolean {
  * program as a child, as before, and a program that cannot run is the usual 81.
  *
  * Node (22 and 24) aborts the whole process, with a trace on fd 2, when the execve system call
- * fails, so it is asked only for a file it can start: a path (not a name to look up in PATH,
- * which execve does not do) to a regular file this process may execute that begins with ELF's
- * magic number, or with "#!" and an interpreter that is such a file itself.
+ * fails, so it is asked only for a file it can start (execable).
  */
 export function becomeNext(program: string): void {
   const { execve } = process as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never };
-  if (typeof execve !== 'function' || !program.includes('/') || !startable(program, SCRIPT_DEPTH)) return;
+  if (typeof execve !== 'function' || !execable(program)) return;
   // Node ignores SIGPIPE and SIGXFSZ, and a signal ignored stays ignored across an exec, where
   // one caught is reset: caught here, both are at their defaults in the next program, as they
   // are in a child that spawn() starts.
   for (const signal of ['SIGPIPE', 'SIGXFSZ'] as const) process.on(signal, () => undefined);
   execve(program, [program], { ...process.env, [LOOP_MARK]: '1' });
+}
+
+/**
+ * Whether exec can start `program`: a path (not a name to look up in PATH, which execve does not
+ * do) to a regular file this process may execute that begins with ELF's magic number, or with
+ * "#!" and an interpreter that is such a file itself.
+ */
+export function execable(program: string): boolean {
+  return program.includes('/') && startable(program, SCRIPT_DEPTH);
 }
 
 /** Interpreters of interpreters followed: Linux starts up to four, one is what sites use. */
@@ -89,6 +96,9 @@ export function startNext(program: string, stdio: StdioOptions): ChildProcess {
 
 /** The next program's exit status, which becomes ours; 81 if it could not run or was killed. */
 export function exitStatusOf(child: ChildProcess): Promise<number> {
+  // A child that has ended already (the standby shell, killed while it waited) will not say so again.
+  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  if (child.signalCode !== null) return Promise.resolve(OUTCOMES.INTERNAL.status);
   return new Promise((resolve) => {
     child.once('error', () => resolve(OUTCOMES.INTERNAL.status));
     child.once('exit', (code) => resolve(code ?? OUTCOMES.INTERNAL.status));
@@ -96,14 +106,14 @@ export function exitStatusOf(child: ChildProcess): Promise<number> {
 }
 
 /**
- * Hands the message to the next program, then the envelope: qmail-queue reads the whole
- * message before the envelope, and without an envelope it queues nothing. So a failure of ours
- * while the message is being written (the message may be a stranger's worst case) kills the
- * next program before it has an envelope to read, and no truncated copy is ever queued.
- * `message` chunks are written one at a time, each before the next is asked for.
+ * Hands the message to the next program, started with pipes on its fd 0 and fd 1, then the
+ * envelope: qmail-queue reads the whole message before the envelope, and without an envelope
+ * it queues nothing. So a failure of ours while the message is being written (the message may
+ * be a stranger's worst case) kills the next program before it has an envelope to read, and
+ * no truncated copy is ever queued. `message` chunks are written one at a time, each before
+ * the next is asked for.
  */
-export async function handOver(next: string, message: Iterable<Buffer>, envelope: Buffer): Promise<number> {
-  const child = startNext(next, ['pipe', 'pipe', 'inherit']);
+export async function handOverTo(child: ChildProcess, message: Iterable<Buffer>, envelope: Buffer): Promise<number> {
   const status = exitStatusOf(child);
   const [stdin, envelopeOut] = [child.stdio[0] as Writable, child.stdio[1] as unknown as Writable];
   // The next program may end early (qmail-queue: disk full, 53); its status says why.

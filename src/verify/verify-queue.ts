@@ -10,10 +10,10 @@ import { parseEnvelope } from './envelope.ts';
 import { decide, parseLetters } from './letters.ts';
 import { authResultsField } from './auth-results.ts';
 import { messageDkimLetter } from './dkim-results.ts';
-import { checkWithin } from './check-bounded.ts';
+import { checkWithin, WATCHDOG_GRACE_MS } from './check-bounded.ts';
 import type { CheckSettings } from './check.ts';
 import { rewritten } from './rewrite.ts';
-import { handOver } from './next-queue.ts';
+import { startStandby } from './standby.ts';
 import { sleepSync } from '../common/sync-io.ts';
 import { entryFacts, markComment, readEntryKey } from '../mail/entry-mark.ts';
 
@@ -39,12 +39,14 @@ async function verifyThenQueue(next: string, env: NodeJS.ProcessEnv): Promise<nu
   try {
     const envelope = parseEnvelope(readEnvelope());
     const { deadlineMs, ...checks } = settings;
-    const results = await checkWithin(source, { ...checks, sender: envelope.sender }, deadlineMs);
+    // The watchdog and, once the checks are over, the next program: one process (standby.ts).
+    const standby = startStandby(next, deadlineMs + WATCHDOG_GRACE_MS);
+    const results = await checkWithin(source, { ...checks, sender: envelope.sender }, deadlineMs, standby.watchdog);
     const decision = decide(policy, results.dk.letter, messageDkimLetter(results.dkim));
     if (decision === 'reject') return OUTCOMES.REJECTED.status;
     if (decision === 'defer') return OUTCOMES.DEFERRED.status;
     const field = authResultsField(settings.authservId, results, lineEnd(source), entryMarker(env, source));
-    return await handOver(next, rewritten(source.chunks(), field), envelope.bytes);
+    return await standby.handOver(rewritten(source.chunks(), field), envelope.bytes);
   } finally {
     source.close();
   }

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { handOver } from '../../src/verify/next-queue.ts';
+import { handOverTo, startNext } from '../../src/verify/next-queue.ts';
 import { VerifyFailure } from '../../src/verify/outcomes.ts';
 import { recorder } from './harness.ts';
 
@@ -18,6 +18,10 @@ function recording(): string {
 }
 
 const ENVELOPE = Buffer.from('Fa@example.com\0Tb@example.net\0\0');
+
+/** The next program started with pipes on fd 0 and fd 1, as a verification starts one, and handed the message. */
+const handOver = (next: string, message: Iterable<Buffer>, envelope: Buffer): Promise<number> =>
+  handOverTo(startNext(next, ['pipe', 'pipe', 'inherit']), message, envelope);
 
 test('the whole message, then the envelope', async () => {
   const rec = recording();
