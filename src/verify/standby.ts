@@ -25,10 +25,12 @@ export const STANDBY_NAME = 'qmail-dkverify-standby';
 /**
  * $1: seconds, $2: the pid to kill, $3: the next program. fd 3: a line (go on) or end-of-file
  * (this process is done without it); fd 4: the watchdog's pipe. The watchdog holds neither
- * the next program's pipes nor fd 3: it outlives the exec, as the next program's child.
+ * the next program's pipes nor fd 3, and it outlives the exec; forked from a subshell that
+ * ends at once, it is not the next program's child either: a program that wait()s for a child
+ * of its own must not reap it.
  */
 const STANDBY_SCRIPT = [
-  '(timeout "$1" cat >/dev/null; s=$?; if [ $s -ge 125 ] && [ $s -le 127 ]; then kill -TERM $$; elif [ $s -ne 0 ]; then kill -KILL "$2"; fi) <&4 >/dev/null 2>&1 3<&- 4<&- &',
+  '( (timeout "$1" cat >/dev/null; s=$?; if [ $s -ge 125 ] && [ $s -le 127 ]; then kill -TERM $$; elif [ $s -ne 0 ]; then kill -KILL "$2"; fi) <&4 >/dev/null 2>&1 3<&- 4<&- &)',
   'exec 4<&-',
   'read -r go <&3 || exit 0',
   'exec 3<&- "$3"',

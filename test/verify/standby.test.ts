@@ -57,6 +57,28 @@ test('after the hand-over, the shell now the next program, the watchdog still ki
   assert.equal(readFileSync(join(dir, 'envelope'), 'latin1'), 'Fa@b\0Tc@d\0\0');
 });
 
+test('the watchdog is no child of the next program, which may wait() for children of its own', async () => {
+  // A next program that says who it is and stays a moment, as qmail-queue does while it writes.
+  const lingering = join(dir, 'lingering');
+  writeFileSync(lingering, `#!/bin/sh\necho $$ > "${dir}/next-pid"\ncat >/dev/null\ncat <&1 >/dev/null\nsleep 1\n`, { mode: 0o755 });
+  rmSync(join(dir, 'next-pid'), { force: true });
+  const ended = await run(`const standby = startStandby(${JSON.stringify(lingering)}, 600_000);
+    const done = standby.handOver([Buffer.from('Subject: x\\n\\nx\\n')], Buffer.from('Fa@b\\0Tc@d\\0\\0'));
+    const { existsSync, readdirSync, readFileSync } = await import('node:fs');
+    while (!existsSync(${JSON.stringify(join(dir, 'next-pid'))})) await new Promise((r) => setTimeout(r, 10));
+    const next = readFileSync(${JSON.stringify(join(dir, 'next-pid'))}, 'latin1').trim();
+    // The watchdog's processes carry its seconds on their command lines; their parents:
+    const parents = readdirSync('/proc').filter((p) => /^\\d+$/.test(p)).flatMap((p) => {
+      try { return readFileSync('/proc/' + p + '/cmdline', 'latin1').split('\\0').includes('600.000') ? [readFileSync('/proc/' + p + '/stat', 'latin1').replace(/^.*\\) /, '').split(' ')[1]] : []; } catch { return []; } });
+    console.log(JSON.stringify({ next, parents }));
+    standby.watchdog.disarm();
+    await done;`);
+  assert.equal(ended.code, 0);
+  const { next, parents } = JSON.parse(ended.stdout) as { next: string; parents: string[] };
+  assert.ok(parents.length >= 1, 'the watchdog was running');
+  assert.ok(!parents.includes(next), `next program ${next}, the watchdog's parents ${parents.join(' ')}`);
+});
+
 test('a timeout(1) that ends a timed-out command with another status than GNU\'s 124 (some busybox versions) kills as well', async () => {
   const bin = mkdtempSync(join(dir, 'bin-'));
   // Stands in for such a timeout(1): its time is up at once, and it says so its own way.
