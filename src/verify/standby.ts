@@ -1,6 +1,6 @@
 // The one process a verification starts: a shell that keeps the deadline from outside (the
-// watchdog, its child) and, once the checks are over, becomes the next program (exec), the
-// message and the envelope then arriving on the pipes it was started with.
+// watchdog, which it forks) and, once the checks are over, becomes the next program (exec),
+// the message and the envelope then arriving on the pipes it was started with.
 //
 // Every process Node starts is a fork of this whole process: the kernel copies its page tables,
 // and every page Node writes afterwards takes a fault. At the size of a verification that is
@@ -14,7 +14,8 @@
 // timeout(1) stopping cat (124 from GNU's and toybox's, another from some busybox versions) and
 // sends the kill; this process is then alive (it still holds the pipe), so its pid cannot name
 // another process. 125 to 127 (timeout(1) failed, or is missing) end the shell waiting for the
-// word to go on instead, which `failed` reports: no verification runs without its deadline.
+// word to go on instead, and so does a watchdog the shell cannot fork: `failed` reports it, and
+// no verification runs without its deadline.
 import type { Socket } from 'node:net';
 import { VerifyFailure } from './outcomes.ts';
 import { LOOP_MARK, execable, handOverTo, startNext } from './next-queue.ts';
@@ -30,7 +31,7 @@ export const STANDBY_NAME = 'qmail-dkverify-standby';
  * of its own must not reap it.
  */
 const STANDBY_SCRIPT = [
-  '( (timeout "$1" cat >/dev/null; s=$?; if [ $s -ge 125 ] && [ $s -le 127 ]; then kill -TERM $$; elif [ $s -ne 0 ]; then kill -KILL "$2"; fi) <&4 >/dev/null 2>&1 3<&- 4<&- &)',
+  '( (timeout "$1" cat >/dev/null; s=$?; if [ $s -ge 125 ] && [ $s -le 127 ]; then kill -TERM $$; elif [ $s -ne 0 ]; then kill -KILL "$2"; fi) <&4 >/dev/null 2>&1 3<&- 4<&- &) || exit 1',
   'exec 4<&-',
   'read -r go <&3 || exit 0',
   'exec 3<&- "$3"',
