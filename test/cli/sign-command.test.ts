@@ -1,9 +1,9 @@
 // `qmail-remote-dkim sign`: what qmail-remote would send, on stdout; why, on stderr with
 // --explain; exit 0 (signed or unsigned on purpose), 111 (unusable key), 100 (usage).
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,8 +12,14 @@ const CLI = fileURLToPath(new URL('../../bin/qmail-remote-dkim', import.meta.url
 const SIMPLE = readFileSync(new URL('../fixtures/simple.eml', import.meta.url));
 const RSA_KEY = fileURLToPath(new URL('../fixtures/keys/example.com/default', import.meta.url));
 
+const setups: string[] = [];
+after(() => {
+  for (const dir of setups) rmSync(dir, { recursive: true, force: true });
+});
+
 function setup(key: Buffer | 'copy' | null): string {
   const dir = mkdtempSync(join(tmpdir(), 'qrd-sign-'));
+  setups.push(dir);
   mkdirSync(join(dir, 'control'));
   mkdirSync(join(dir, 'keys', 'example.com'), { recursive: true });
   writeFileSync(join(dir, 'control', 'dksign'), `${dir}/keys/%/default\n`);

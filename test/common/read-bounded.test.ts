@@ -1,14 +1,15 @@
 // Small files named by configuration: read whole when regular and within the limit, refused
 // at once (never waited on, never read past the limit) otherwise, with a code that says why.
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, truncateSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync, truncateSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NOT_REGULAR, TOO_LARGE, readBounded } from '../../src/common/read-bounded.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'qrd-bounded-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 
 function code(path: string, limit: number): string | undefined {
   try {

@@ -1,7 +1,7 @@
 // src/delivery/argv.ts: the arguments as the bytes qmail-rspawn passed, not as Node decoded them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { argumentBytes } from '../../src/delivery/argv.ts';
@@ -31,8 +31,9 @@ test('falls back to process.argv as UTF-8 bytes when cmdline is missing or does 
   assert.deepEqual(argumentBytes(['node', 'script'], cmdline('node', 'script')), []);
 });
 
-test('in a real process, a Latin-1 byte in an argument comes back as that byte', async () => {
+test('in a real process, a Latin-1 byte in an argument comes back as that byte', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'argv-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const script = join(dir, 'print.ts');
   writeFileSync(
     script,

@@ -11,7 +11,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import {
-  mkdtempSync, mkdirSync, writeFileSync, copyFileSync, readFileSync, symlinkSync, truncateSync, existsSync, chmodSync,
+  mkdtempSync, mkdirSync, writeFileSync, copyFileSync, readFileSync, symlinkSync, truncateSync, existsSync, chmodSync, rmSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -50,6 +50,7 @@ before(async () => {
 
 after(async () => {
   await server?.close();
+  rmSync(work, { recursive: true, force: true });
 });
 
 interface Outcome {

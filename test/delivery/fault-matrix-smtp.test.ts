@@ -14,7 +14,7 @@
 // test checks that its counts are the ones run here.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -250,6 +250,7 @@ before(async () => {
 after(async () => {
   await dns?.stop();
   await big?.remove();
+  rmSync(work, { recursive: true, force: true });
 });
 
 const homes = new Homes('qrd-matrix-homes-');

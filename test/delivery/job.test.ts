@@ -3,7 +3,7 @@
 // qmail-rspawn would make fd 0; control files and DNS are the test's own.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, mkdirSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,7 @@ import { freePort } from '../helpers/ports.ts';
 const SIMPLE = fileURLToPath(new URL('../fixtures/simple.eml', import.meta.url));
 const RSA_KEY = fileURLToPath(new URL('../fixtures/keys/example.com/default', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'qrd-job-'));
+after(() => rmSync(work, { recursive: true, force: true }));
 
 const homes = new Homes('qrd-job-homes-');
 /** The control directory of a new qmail home (test/helpers/qmail-remote-rig.ts). */

@@ -1,9 +1,9 @@
 // The delivery log: one line per delivery to a file or over UDP syslog, never to the console,
 // with what an administrator needs and no key material.
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
-import { closeSync, constants, mkdtempSync, openSync, readFileSync, readSync, readdirSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { closeSync, constants, mkdtempSync, openSync, readFileSync, readSync, readdirSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,8 +21,19 @@ const ENTRY: DeliveryLog = {
   ms: 12,
 };
 
-test('the target comes from QMAILREMOTE_LOG, else control/dklog; off by default', () => {
+const scratches: string[] = [];
+after(() => {
+  for (const dir of scratches) rmSync(dir, { recursive: true, force: true });
+});
+
+function scratch(): string {
   const dir = mkdtempSync(join(tmpdir(), 'qrd-log-'));
+  scratches.push(dir);
+  return dir;
+}
+
+test('the target comes from QMAILREMOTE_LOG, else control/dklog; off by default', () => {
+  const dir = scratch();
   assert.equal(logTarget(dir, {}), null);
   writeFileSync(join(dir, 'dklog'), '/var/log/qmail/dkim.log\n');
   assert.deepEqual(logTarget(dir, {}), { kind: 'file', path: '/var/log/qmail/dkim.log' });
@@ -49,7 +60,7 @@ test('the TLS side in RFC 8460 terms: version, whether the certificate verified,
 });
 
 test('to a file, through winston', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'qrd-log-'));
+  const dir = scratch();
   mkdirSync(join(dir, 'sub'));
   const path = join(dir, 'sub', 'delivery.log');
   await logDelivery({ kind: 'file', path }, ENTRY);
@@ -71,7 +82,7 @@ test('to syslog over UDP, facility mail', async () => {
 });
 
 test('a log that cannot be written changes nothing and throws nothing', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'qrd-log-'));
+  const dir = scratch();
   writeFileSync(join(dir, 'a-file'), 'before\n');
   await assert.doesNotReject(logDelivery({ kind: 'file', path: join(dir, 'a-file', 'y.log') }, ENTRY));
   assert.deepEqual(readdirSync(dir), ['a-file']);
@@ -79,7 +90,7 @@ test('a log that cannot be written changes nothing and throws nothing', async ()
 });
 
 test('a FIFO, a device or a directory as the log is not written, and the call returns at once', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'qrd-log-'));
+  const dir = scratch();
   const fifo = join(dir, 'fifo');
   execFileSync('mkfifo', [fifo]);
   // A reader that never reads: a writer's open would succeed, and a line written would wait
@@ -109,7 +120,7 @@ function pending(fd: number): number {
 }
 
 test('a log in a missing directory is dropped, and no directory is made', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'qrd-log-'));
+  const dir = scratch();
   await logDelivery({ kind: 'file', path: join(dir, 'missing', 'sub', 'delivery.log') }, ENTRY);
   assert.equal(existsSync(join(dir, 'missing')), false);
 });

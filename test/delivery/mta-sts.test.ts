@@ -3,7 +3,7 @@
 // SSL_CERT_FILE, found through dnsmasq. What is counted is the requests the host receives.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateMx } from 'mailauth/lib/mta-sts.js';
@@ -15,17 +15,21 @@ import { enforcePolicy, policyHostIp, startPolicyHost, type PolicyHost } from '.
 const DOMAIN = 'sts.test';
 let ca: TestCa;
 let host: PolicyHost;
+/** Temporary directories to remove once the policy host is down. */
+const scratch: string[] = [];
 
 before(async () => {
   ca = makeTestCa();
   process.env.SSL_CERT_FILE = ca.certFile;
   process.env.SSL_CERT_DIR = mkdtempSync(join(tmpdir(), 'no-ca-dir-'));
+  scratch.push(process.env.SSL_CERT_DIR);
   host = await startPolicyHost(ca.issue({ dns: [`mta-sts.${DOMAIN}`] }), policyHostIp(), enforcePolicy(['mx.sts.test', '*.mx.sts.test']));
 });
 
 after(async () => {
   await host.close();
   ca.cleanup();
+  for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
 });
 
 async function withDns<T>(id: string | null, body: (dns: DnsServer) => Promise<T>): Promise<T> {
@@ -42,7 +46,9 @@ async function withDns<T>(id: string | null, body: (dns: DnsServer) => Promise<T
 }
 
 const cacheDir = (): string => {
-  const dir = join(mkdtempSync(join(tmpdir(), 'qrd-sts-')), 'mta-sts');
+  const root = mkdtempSync(join(tmpdir(), 'qrd-sts-'));
+  scratch.push(root);
+  const dir = join(root, 'mta-sts');
   mkdirSync(dir, { mode: 0o700 });
   return dir;
 };

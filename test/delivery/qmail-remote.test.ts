@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { runNode, type Run } from '../helpers/run.ts';
 import { freePort } from '../helpers/ports.ts';
-import { mkdtempSync, mkdirSync, writeFileSync, openSync, closeSync, copyFileSync, readFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, openSync, closeSync, copyFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,6 +39,7 @@ before(async () => {
 
 after(async () => {
   await dns?.stop();
+  rmSync(work, { recursive: true, force: true });
 });
 
 const homes = new Homes('qrd-e2e-homes-');

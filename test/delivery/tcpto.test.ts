@@ -4,7 +4,7 @@
 // table says timed out twice lately.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tcptoTable } from '../../src/delivery/tcpto.ts';
@@ -15,8 +15,14 @@ import { Homes, qmailRemote } from '../helpers/qmail-remote-rig.ts';
 
 const T0 = 1_800_000_000;
 
+const scratch: string[] = [];
+after(() => {
+  for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
+});
+
 function home(): string {
   const dir = mkdtempSync(join(tmpdir(), 'qrd-tcpto-'));
+  scratch.push(dir);
   mkdirSync(join(dir, 'queue', 'lock'), { recursive: true });
   writeFileSync(join(dir, 'queue', 'lock', 'tcpto'), Buffer.alloc(1024));
   writeFileSync(join(dir, 'queue', 'lock', 'tcpto6'), Buffer.alloc(2048));
@@ -81,6 +87,7 @@ test('IPv6 hosts go in tcpto6: the family at byte 0, the address at 16-31; qmail
 
 test('without the files or write access nothing is skipped or recorded, and nothing fails', () => {
   const dir = mkdtempSync(join(tmpdir(), 'qrd-tcpto-none-'));
+  scratch.push(dir);
   const tcpto = tcptoTable(dir, () => T0);
   assert.doesNotThrow(() => tcpto.record('192.0.2.7', true));
   assert.equal(tcpto.skip('192.0.2.7'), false);

@@ -1,8 +1,8 @@
 // Which TLS an address must have (src/delivery/tls/policy.ts) and the tlshosts/ file names it
 // may read (src/delivery/tls/trust.ts): one case per rule.
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requirementFor, type PolicyContext } from '../../src/delivery/tls/policy.ts';
@@ -11,8 +11,14 @@ import type { StsLookup } from '../../src/delivery/tls/mta-sts.ts';
 
 const PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
 
+const controls: string[] = [];
+after(() => {
+  for (const dir of controls) rmSync(dir, { recursive: true, force: true });
+});
+
 function control(files: Record<string, string> = {}): string {
   const dir = mkdtempSync(join(tmpdir(), 'qrd-tlshosts-'));
+  controls.push(dir);
   mkdirSync(join(dir, 'tlshosts'));
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, 'tlshosts', name), text);
   return dir;

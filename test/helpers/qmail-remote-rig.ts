@@ -2,7 +2,7 @@
 // (control/ with the files a test gives, over a few defaults), the message on fd 0 as a file,
 // nothing of the host's qmail read, DNS only the server given. Reports come back whole, fd 2
 // apart so a test can assert that nothing reached it.
-import { closeSync, mkdirSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,13 +14,20 @@ export const SIMPLE = fileURLToPath(new URL('../fixtures/simple.eml', import.met
 /** What every test's control/ has unless it says otherwise: a name and short timeouts. */
 export const CONTROL_DEFAULTS: Readonly<Record<string, string>> = { me: 'mail.example.com\n', timeoutconnect: '5\n', timeoutremote: '5\n' };
 
-/** Makes qmail homes under one temporary directory, a new one each call. */
+/** Every Homes root made in this process; one exit listener removes them all. */
+const roots: string[] = [];
+process.on('exit', () => {
+  for (const root of roots) rmSync(root, { recursive: true, force: true });
+});
+
+/** Makes qmail homes under one temporary directory, a new one each call; it goes when the process ends. */
 export class Homes {
   private readonly root: string;
   private count = 0;
 
   constructor(prefix: string) {
     this.root = mkdtempSync(join(tmpdir(), prefix));
+    roots.push(this.root);
   }
 
   /** A qmail home whose control/ holds the defaults and `files` (a file given as '' is left out). */

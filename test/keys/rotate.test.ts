@@ -19,6 +19,7 @@ const CLI = fileURLToPath(new URL('../../bin/qmail-remote-dkim', import.meta.url
 const OLD = makeRsaKey();
 const OTHER = makeRsaKey();
 const servers: DnsServer[] = [];
+const trees: string[] = [];
 // The group a new key is given (qmail's, as root) comes from this file, never from this host's.
 const ACCOUNTS = mkdtempSync(join(tmpdir(), 'qrd-rotate-accounts-'));
 const GROUP = ['--group', join(ACCOUNTS, 'group')];
@@ -26,10 +27,12 @@ writeFileSync(GROUP[1] ?? '', 'root:x:0:\nqmail:x:4242:\n');
 after(async () => {
   for (const server of servers) await server.stop();
   rmSync(ACCOUNTS, { recursive: true, force: true });
+  for (const root of trees) rmSync(root, { recursive: true, force: true });
 });
 
 function tree(dkimkeys?: (keys: string) => string): { control: string; keys: string } {
   const root = mkdtempSync(join(tmpdir(), 'qrd-rotate-'));
+  trees.push(root);
   const keys = join(root, 'keys');
   for (const domain of ['example.com', 'example.net']) {
     mkdirSync(join(keys, domain), { recursive: true });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { openSync, writeFileSync, mkdtempSync, closeSync } from 'node:fs';
+import { openSync, writeFileSync, mkdtempSync, closeSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CrlfNormalizer, bufferSource, normalisedMessage, openMessage } from '../../src/mail/message.ts';
@@ -38,8 +38,9 @@ test('normalising byte by byte gives the same bytes as at once', () => {
   assert.equal(norm(...text.split('')), whole);
 });
 
-test('a regular file is read again from the start on every pass', async () => {
+test('a regular file is read again from the start on every pass', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'msg-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'm');
   writeFileSync(path, 'a\nb\n');
   const fd = openSync(path, 'r');

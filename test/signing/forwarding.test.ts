@@ -4,7 +4,7 @@
 // (DKIM and arc_verify) and by mailauth, with keys from a real DNS server.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,6 +49,7 @@ before(async () => {
 
 after(async () => {
   await dns?.stop();
+  rmSync(work, { recursive: true, force: true });
 });
 
 const message = (from: string, body = 'Please wire the money today.\n', extra = ''): Buffer =>
@@ -128,9 +129,13 @@ async function arcByMailauth(wire: Buffer): Promise<string> {
 
 async function sealWithDkimpy(text: Buffer): Promise<Buffer> {
   const dir = mkdtempSync(join(tmpdir(), 'arc-key-'));
-  writeFileSync(join(dir, 'key'), FORWARDER.privateKeyPem, { mode: 0o600 });
-  const withResults = Buffer.concat([Buffer.from('Authentication-Results: forwarder.test; spf=pass smtp.mailfrom=bank.test\r\n'), text]);
-  return runScript(interpreters.python, ARC_SCRIPT, ['seal', '--domain', 'forwarder.test', '--selector', 'arc', '--key', join(dir, 'key'), '--srv-id', 'forwarder.test'], withResults);
+  try {
+    writeFileSync(join(dir, 'key'), FORWARDER.privateKeyPem, { mode: 0o600 });
+    const withResults = Buffer.concat([Buffer.from('Authentication-Results: forwarder.test; spf=pass smtp.mailfrom=bank.test\r\n'), text]);
+    return await runScript(interpreters.python, ARC_SCRIPT, ['seal', '--domain', 'forwarder.test', '--selector', 'arc', '--key', join(dir, 'key'), '--srv-id', 'forwarder.test'], withResults);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const ourDkim = (wire: Buffer): string[] => fields(wire, 'DKIM-Signature').filter((f) => /\bd=example\.com;/.test(f));

@@ -3,7 +3,7 @@
 // outside what the template names.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, mkdtempSync, mkdirSync, writeFileSync, truncateSync, symlinkSync } from 'node:fs';
+import { readFileSync, mkdtempSync, mkdirSync, rmSync, writeFileSync, truncateSync, symlinkSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -126,8 +126,9 @@ test('IDN domains become A-labels', () => {
   assert.equal(canonicalDomain('example..com'), null);
 });
 
-test('key files that would hang or grow the process are errors at once, not reads', () => {
+test('key files that would hang or grow the process are errors at once, not reads', (t) => {
   const root = mkdtempSync(join(tmpdir(), 'qrd-keyfiles-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
   const make: Record<string, (path: string) => void> = {
     fifo: (path) => execFileSync('mkfifo', [path]),
     'dev-zero': (path) => symlinkSync('/dev/zero', path),

@@ -7,7 +7,7 @@
 // we do, and dkimpy refuses that message whoever signs it, so it is signed.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, mkdtempSync, mkdirSync, copyFileSync } from 'node:fs';
+import { readFileSync, readdirSync, mkdtempSync, mkdirSync, copyFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPrivateKey, createPublicKey } from 'node:crypto';
@@ -41,6 +41,7 @@ before(async () => {
 
 after(async () => {
   await dns?.stop();
+  rmSync(keyDir, { recursive: true, force: true });
 });
 
 async function verdicts(wire: Buffer): Promise<{ perl: string[]; py: string[]; pyRefused: boolean; mailauth: string[] }> {

@@ -4,7 +4,7 @@
 // bytes (PKCS#1 v1.5 and Ed25519 signatures are deterministic, the clock is fixed).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, mkdtempSync, mkdirSync, copyFileSync } from 'node:fs';
+import { readFileSync, readdirSync, mkdtempSync, mkdirSync, copyFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPrivateKey, createPublicKey } from 'node:crypto';
@@ -63,6 +63,7 @@ before(async () => {
 after(async () => {
   await rspamd?.stop();
   await dns?.stop();
+  rmSync(keyDir, { recursive: true, force: true });
 });
 
 function sign(message: Buffer, dkCanonicalization: 'nofws' | 'simple' = 'nofws'): { wire: Buffer; signed: boolean; dk: boolean } {

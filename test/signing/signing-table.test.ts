@@ -5,7 +5,7 @@
 // reads them from a file, Exim from a dnsmasq of its own).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -51,6 +51,7 @@ before(async () => {
 after(async () => {
   await rspamd?.stop();
   await dns?.stop();
+  rmSync(work, { recursive: true, force: true });
 });
 
 const message = (from: string, extra = ''): Buffer =>

@@ -4,7 +4,7 @@
 // status. Nothing of the host's qmail is read: QMAILHOME and CONTROLDIR point at a temporary
 // directory, and DNS is only the dnsmasq given.
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,6 +34,8 @@ export interface RunOptions {
 
 let count = 0;
 const root = mkdtempSync(join(tmpdir(), 'dkverify-'));
+// Not tied to one test file (bench/ imports this too): gone when the process ends.
+process.on('exit', () => rmSync(root, { recursive: true, force: true }));
 
 /** The recording next program; QEXIT is its exit status. */
 const RECORDER = `#!/bin/sh

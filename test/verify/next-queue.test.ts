@@ -1,17 +1,23 @@
 // The hand-over to qmail-queue: the envelope goes only after the whole message, so a failure
 // of ours while writing the message leaves the next program without an envelope, which makes
 // qmail-queue queue nothing, instead of a truncated copy while qmail-smtpd answers 451.
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { handOverTo, startNext } from '../../src/verify/next-queue.ts';
 import { VerifyFailure } from '../../src/verify/outcomes.ts';
 import { recorder } from './harness.ts';
 
+const recordings: string[] = [];
+after(() => {
+  for (const rec of recordings) rmSync(rec, { recursive: true, force: true });
+});
+
 function recording(): string {
   const rec = mkdtempSync(join(tmpdir(), 'dkverify-handover-'));
+  recordings.push(rec);
   process.env.REC = rec;
   process.env.QEXIT = '0';
   return rec;

@@ -1,7 +1,7 @@
 // Signers for the verify tests: the independent ones (Mail::DKIM, dkimpy, in
 // test/helpers/reference-signers.ts), this project's own signMessage, and mailauth's dkimSign
 // where a test needs a signature with particular tags (x=, l=, i=, rsa-sha1, h=).
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
@@ -51,9 +51,14 @@ export async function mailauthSign(message: Buffer, options: MailauthSignOptions
 /** Signed by this project's signer (src/signing): DKIM, then DomainKeys, key from a key file. */
 export function ownSign(message: Buffer, key: TestKey, domain = 'example.com', dkCanonicalization: 'nofws' | 'simple' = 'nofws'): Buffer {
   const root = mkdtempSync(join(tmpdir(), 'dkverify-own-'));
-  mkdirSync(join(root, domain));
-  writeFileSync(join(root, domain, 'default'), key.privateKeyPem, { mode: 0o600 });
-  const signed = signMessage(bufferSource(message), { templates: [`${root}/%/default`], qmailHome: root, time: 1700000000, dkCanonicalization });
-  if (!signed.ok || signed.value.signatures.length === 0) throw new Error('our signer did not sign');
-  return Buffer.concat([signed.value.prefix, message]);
+  try {
+    mkdirSync(join(root, domain));
+    writeFileSync(join(root, domain, 'default'), key.privateKeyPem, { mode: 0o600 });
+    const signed = signMessage(bufferSource(message), { templates: [`${root}/%/default`], qmailHome: root, time: 1700000000, dkCanonicalization });
+    if (!signed.ok || signed.value.signatures.length === 0) throw new Error('our signer did not sign');
+    return Buffer.concat([signed.value.prefix, message]);
+  } finally {
+    // signMessage is synchronous: the key file is read by now.
+    rmSync(root, { recursive: true, force: true });
+  }
 }
