@@ -3,12 +3,14 @@
 // shell script that reads both and exits 0), against `node -e 0` on the same Node and a
 // minimal script calling mailauth's authenticate(). Keys and SPF records come from a dnsmasq
 // on loopback. `--quick` is a smoke test. Markdown to stdout, progress to stderr.
-import { chmodSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, createReadStream, createWriteStream, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDns } from '../test/helpers/dnsmasq.ts';
-import { makeRsaKey } from '../test/helpers/keys.ts';
+import { makeRsaKey, type TestKey } from '../test/helpers/keys.ts';
 import { mailauthSign } from '../test/verify/signers.ts';
 import { asReceived } from '../test/verify/harness.ts';
 import { standbyCommand } from '../src/verify/standby.ts';
@@ -68,6 +70,9 @@ try {
   writeFileSync(small, asReceived(await mailauthSign(message, { selector: 'default', key: rsa })));
   const big = join(dir, 'big.eml');
   writeBig(big, asReceived(message), BIG_MIB);
+  // The same with a DKIM signature over its body, which mailauth must hash whole.
+  const bigSigned = join(dir, 'big-signed.eml');
+  await writeSigned(bigSigned, big, rsa);
   writeFileSync(join(dir, 'authenticate.cjs'), `
 const { authenticate } = require(${JSON.stringify(join(ROOT, 'node_modules', 'mailauth'))});
 const { Resolver } = require('node:dns').promises;
@@ -114,11 +119,15 @@ authenticate(process.stdin, { sender: 'user@example.com', ip: '192.0.2.1', helo:
     lines.push('', '| start-up breakdown: a process that only… | mean CPU ms added to `node -e 0` |', '| --- | ---: |');
     for (const [label] of BREAKDOWN) lines.push(`| ${label} | ${(mean(samples, label, cpuMs) - floor).toFixed(0)} |`);
   }
-  process.stderr.write(`bench: ${BIG_MIB} MiB message\n`);
-  const bigRun = await runOnce(wrap(dkverify('big', big, { DKVERIFY: '' })), { rusage: true });
+  process.stderr.write(`bench: ${BIG_MIB} MiB messages\n`);
+  const bigRuns = [
+    { label: 'no signature', run: await runOnce(wrap(dkverify('big', big, { DKVERIFY: '' })), { rusage: true }) },
+    { label: 'one DKIM signature over the body', run: await runOnce(wrap(dkverify('big, signed', bigSigned, { DKVERIFY: '' })), { rusage: true }) },
+  ];
   lines.push('', `| ${BIG_MIB} MiB message, DKVERIFY="" | ms | peak RSS MiB |`, '| --- | ---: | ---: |');
-  lines.push(`| qmail-dkverify | ${bigRun.ms.toFixed(0)} | ${((bigRun.maxRssKiB ?? 0) / 1024).toFixed(0)} |`);
-  lines.push('', ...targets(samples, bigRun.maxRssKiB));
+  for (const { label, run } of bigRuns) lines.push(`| qmail-dkverify, ${label} | ${run.ms.toFixed(0)} | ${((run.maxRssKiB ?? 0) / 1024).toFixed(0)} |`);
+  const rssOf = bigRuns.map(({ run }) => run.maxRssKiB);
+  lines.push('', ...targets(samples, rssOf.some((kib) => kib === undefined) ? undefined : Math.max(...(rssOf as number[]))));
   lines.push('', DNS_NOTE);
   process.stdout.write(`${lines.join('\n')}\n`);
   if (UPDATE_DOCS && QUICK) process.stderr.write('bench: --quick results are not copied to docs/\n');
@@ -126,6 +135,17 @@ authenticate(process.stdin, { sender: 'user@example.com', ip: '192.0.2.1', helo:
 } finally {
   await dns.stop();
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** `from` with one DKIM signature (mailauth's signer, relaxed/relaxed) over the whole of it, at `path`. */
+async function writeSigned(path: string, from: string, key: TestKey): Promise<void> {
+  const { signatures, errors } = await dkimSign(createReadStream(from), {
+    signatureData: [{ signingDomain: 'example.com', selector: 'default', privateKey: key.privateKeyPem, canonicalization: 'relaxed/relaxed' }],
+  } as Parameters<typeof dkimSign>[1]);
+  if (errors.length > 0) throw new Error(`mailauth could not sign: ${JSON.stringify(errors)}`);
+  // The message is stored as qmail stores it, with LF line ends; so is its new field.
+  writeFileSync(path, signatures.replace(/\r\n/g, '\n'));
+  await pipeline(createReadStream(from), createWriteStream(path, { flags: 'a' }));
 }
 
 /** A message of `mib` MiB: the head given, then 77-byte lines. */
@@ -144,7 +164,8 @@ function writeBig(path: string, head: Buffer, mib: number): void {
 
 /**
  * #21's targets for qmail-dkverify, from this run: wall (median) and CPU (mean of user +
- * system) against `node -e 0`; peak RSS at the big message against 80 MiB and the 2 KiB figure.
+ * system) against `node -e 0`; peak RSS at the big messages (the larger of the two) against 80 MiB
+ * and the 2 KiB figure.
  */
 function cpuMs(s: Sample): number {
   return ((s.user ?? 0) + (s.sys ?? 0)) * 1000;
@@ -182,7 +203,7 @@ function targets(samples: Map<string, Sample[]>, bigRssKiB: number | undefined):
   startup(PASS_THROUGH, 'pass-through (DKVERIFY unset)', 1.3);
   const small = HAS_GNU_TIME ? median(samples, VERIFY, rssMiB) : null;
   const big = bigRssKiB === undefined ? null : bigRssKiB / 1024;
-  rows.push(`| peak RSS, ${BIG_MIB} MiB message | ≤ 80 MiB | ${big === null ? 'n/a' : `${big.toFixed(1)} MiB`} | ${verdict(big === null ? null : big <= 80)} |`);
+  rows.push(`| peak RSS, ${BIG_MIB} MiB message (the larger of the two) | ≤ 80 MiB | ${big === null ? 'n/a' : `${big.toFixed(1)} MiB`} | ${verdict(big === null ? null : big <= 80)} |`);
   const ratio = big !== null && small !== null ? big / small : null;
   rows.push(`| peak RSS, ${BIG_MIB} MiB against 2 KiB | within 10 % | ${ratio === null ? 'n/a' : `${ratio.toFixed(2)}× (${(small ?? 0).toFixed(1)} → ${(big ?? 0).toFixed(1)} MiB)`} | ${verdict(ratio === null ? null : ratio <= 1.1)} |`);
   return rows;

@@ -73,11 +73,14 @@ export async function checkMessage(source: MessageSource, settings: CheckSetting
  * (bounds.ts), then the body. A message without an empty line after its head gets only the
  * header fields, which is what the rest of the message reads as anyway: a head with an empty
  * body (mailauth would otherwise keep the whole message in memory, looking for that line).
+ * A message with no signature over its body (no DKIM signature checked, no ARC message
+ * signature) gets an empty body too: nothing mailauth reports then depends on the body, and a
+ * big one would go through mailauth's streams for nothing, copies, collections and all.
  */
 function* mailauthInput(head: Head, source: MessageSource): Generator<Buffer> {
   const kept = head.fields.filter((field) => field.key !== 'dkim-signature' || checkedSignatures(head).has(field));
   yield Buffer.concat([...kept.map((field) => field.raw), head.hasSeparator ? CRLF : Buffer.alloc(0)]);
-  if (!head.hasSeparator) return;
+  if (!head.hasSeparator || !kept.some(signsBody)) return;
   let skip = head.fields.reduce((bytes, field) => bytes + field.raw.length, CRLF.length);
   let sinceCollection = 0;
   for (const chunk of normalised(source)) {
@@ -95,6 +98,9 @@ function* mailauthInput(head: Head, source: MessageSource): Generator<Buffer> {
     }
   }
 }
+
+/** A field whose signature mailauth checks against a hash of the body. */
+const signsBody = (field: HeaderField): boolean => field.key === 'dkim-signature' || field.key === 'arc-message-signature';
 
 /**
  * How much body goes to mailauth between two young-generation collections. Each copy above, and

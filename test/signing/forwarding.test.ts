@@ -205,6 +205,16 @@ test('mail that entry authenticated for our domain is signed with our key, and s
   assert.equal((await arcByDkimpy(wire)).cv, 'pass');
 });
 
+test('an ARC set on mail that no DKIM signature covers: its message signature is checked against the body', async () => {
+  // The only signature over the body is the ARC-Message-Signature: qmail-dkverify must still
+  // give mailauth the body (it gives none to mail that nothing signs).
+  const sealed = await sealWithDkimpy(message('Alice <alice@bank.test>', 'Forwarded unsigned.\n'));
+  assert.equal((await arcByDkimpy(sealed)).cv, 'pass', 'the other sealer made a valid set');
+  assert.match((await enter(sealed)).toString('latin1'), /dkim=none[^]*arc=pass/);
+  const changed = Buffer.from(sealed.toString('latin1').replace('Forwarded unsigned.', 'Forwarded, changed.'), 'latin1');
+  assert.match((await enter(changed)).toString('latin1'), /arc=fail/);
+});
+
 test('an i=1 chain from another sealer gets i=2 with cv=pass', async () => {
   const signed = await signWithDkimpy(message('Alice <alice@bank.test>', 'Forwarded twice.\n'), { domain: 'bank.test', selector: 'sel', key: BANK });
   const sealed = await sealWithDkimpy(signed);
