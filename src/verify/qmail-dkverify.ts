@@ -27,6 +27,27 @@ function fail(error: unknown): never {
   process.exit(exitStatusFor(error));
 }
 
+/**
+ * Nothing is ever written to fd 1 or fd 2, so no stream is ever opened on them. Node opens one
+ * the first time anything reads process.stdout or process.stderr (its own stream code does, to
+ * compare: Readable.pipe, a socket's destroy), and a stream on a pipe or a socket sets
+ * O_NONBLOCK on the open file description: fd 2 is qmail-smtpd's, shared with tcpserver and the
+ * log writer behind it, whose writes would then fail with EAGAIN instead of waiting. Each is a
+ * sink that drops what it is given, made when first asked for.
+ */
+function openNoStdio(): void {
+  for (const name of ['stdout', 'stderr'] as const) {
+    let sink: NodeJS.WriteStream | undefined;
+    Object.defineProperty(process, name, { configurable: true, enumerable: true, get: () => (sink ??= droppingSink()) });
+  }
+}
+
+function droppingSink(): NodeJS.WriteStream {
+  const { Writable } = process.getBuiltinModule('node:stream');
+  return new Writable({ write: (_chunk, _encoding, done) => done() }) as unknown as NodeJS.WriteStream;
+}
+
+openNoStdio();
 process.emitWarning = () => undefined;
 process.on('uncaughtException', fail);
 process.on('unhandledRejection', fail);

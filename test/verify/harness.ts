@@ -15,7 +15,7 @@ export interface Run {
   status: number | null;
   stderr: string;
   /** What the next program read on fd 0 and fd 1, if it ran. */
-  queued?: { message: Buffer; envelope: Buffer; loopMark: string; parent: string; ignored: string };
+  queued?: { message: Buffer; envelope: Buffer; loopMark: string; parent: string; ignored: string; stderrFlags: string };
 }
 
 export interface RunOptions {
@@ -44,6 +44,7 @@ cat <&1 > "$REC/envelope" || exit 54
 printf %s "$QMAILDKVERIFY_RUNNING" > "$REC/loop"
 tr -d '\\n' < /proc/$PPID/comm > "$REC/parent" 2>/dev/null
 sed -n 's/^SigIgn:[[:space:]]*//p' /proc/$$/status > "$REC/ignored" 2>/dev/null
+[ -r /proc/self/fdinfo/2 ] && sed -n 's/^flags:[[:space:]]*//p' /proc/self/fdinfo/2 > "$REC/stderr-flags"
 exit "$QEXIT"
 `;
 
@@ -101,6 +102,8 @@ export function dkverify(message: Buffer | string, dnsServer: string, options: R
           parent: existsSync(join(rec, 'parent')) ? readFileSync(join(rec, 'parent'), 'latin1') : '',
           // The signals it was started with ignored, as /proc shows them (hex mask).
           ignored: existsSync(join(rec, 'ignored')) ? readFileSync(join(rec, 'ignored'), 'latin1').trim() : '',
+          // The status flags of its fd 2, which is qmail-dkverify's (octal, as /proc shows them).
+          stderrFlags: existsSync(join(rec, 'stderr-flags')) ? readFileSync(join(rec, 'stderr-flags'), 'latin1').trim() : '',
         };
       }
       resolve(run);

@@ -482,6 +482,20 @@ test('the pass-through becomes the next program (exec); a verification starts it
   assert.match(passed.queued?.ignored ?? '', /^0+$/);
 });
 
+test('fd 2, shared with qmail-smtpd and its log, is left blocking: no stream is ever opened on it', async () => {
+  // Node opens a stream on fd 2 the first time anything asks for process.stderr (its own
+  // stream code does, to compare), and a stream on a pipe or socket sets O_NONBLOCK on the
+  // open file description, which qmail-smtpd, tcpserver and their log writer share. The next
+  // program, started while qmail-dkverify still runs, has the same fd 2 and reads its flags.
+  const O_NONBLOCK = 0o4000;
+  for (const env of [{ DKVERIFY: '' }, { DKVERIFY: '', TCPREMOTEIP: '' }] as Record<string, string>[]) {
+    const result = await run(asReceived(MESSAGE), { env });
+    const flags = result.queued?.stderrFlags ?? '';
+    if (flags === '') return; // no /proc to ask
+    assert.equal(Number.parseInt(flags, 8) & O_NONBLOCK, 0, `fd 2 flags ${flags}, ${JSON.stringify(env)}`);
+  }
+});
+
 test('a next program that exec could not start is started as a child: 81 if it cannot run, nothing on fd 2', async () => {
   // Node aborts, with a trace on fd 2, when the execve system call fails: these must never get there.
   const dir = mkdtempSync(join(tmpdir(), 'dkverify-next-'));
