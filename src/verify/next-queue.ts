@@ -13,6 +13,11 @@ import { OUTCOMES, VerifyFailure } from './outcomes.ts';
 /** Set for the next program; finding it set on entry means a chain came back here. */
 export const LOOP_MARK = 'QMAILDKVERIFY_RUNNING';
 
+/** The next program's environment: ours, with the loop mark. */
+export function nextEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, [LOOP_MARK]: '1' };
+}
+
 export function nextProgram(env: NodeJS.ProcessEnv, self: string | undefined): string {
   if (env[LOOP_MARK] !== undefined) throw new VerifyFailure('INTERNAL', 'qmail-dkverify runs itself (through DKQUEUE)');
   const next = env.DKQUEUE || join(qmailHome(env), 'bin', 'qmail-queue');
@@ -45,7 +50,7 @@ export function becomeNext(program: string): void {
   // one caught is reset: caught here, both are at their defaults in the next program, as they
   // are in a child that spawn() starts.
   for (const signal of ['SIGPIPE', 'SIGXFSZ'] as const) process.on(signal, () => undefined);
-  execve(program, [program], { ...process.env, [LOOP_MARK]: '1' });
+  execve(program, [program], nextEnv());
 }
 
 /**
@@ -91,7 +96,7 @@ function startable(path: string, depth: number): boolean {
  */
 export function startNext(program: string, stdio: StdioOptions): ChildProcess {
   const { spawn } = process.getBuiltinModule('node:child_process');
-  return spawn(program, [], { stdio, env: { ...process.env, [LOOP_MARK]: '1' } });
+  return spawn(program, [], { stdio, env: nextEnv() });
 }
 
 /** The next program's exit status, which becomes ours; 81 if it could not run or was killed. */

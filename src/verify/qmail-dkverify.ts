@@ -21,8 +21,10 @@ async function main(): Promise<number> {
   return verifyAndQueue(next, env);
 }
 
-// process.exit() is safe here: this program writes nothing to any descriptor, and main()
-// resolves only once the next program has exited, so no output of ours can be cut short.
+// process.exit() is safe here. This program writes only to the next program's pipes, never to
+// fd 1 or fd 2: main() resolves once the next program has exited, after reading all of it, and
+// a failure that exits earlier leaves qmail-queue without its envelope (written last, only
+// after the whole message), so it queues nothing rather than a message cut short.
 function fail(error: unknown): never {
   process.exit(exitStatusFor(error));
 }

@@ -18,7 +18,7 @@
 // no verification runs without its deadline.
 import type { Socket } from 'node:net';
 import { VerifyFailure } from './outcomes.ts';
-import { LOOP_MARK, execable, handOverTo, startNext } from './next-queue.ts';
+import { execable, handOverTo, nextEnv, startNext } from './next-queue.ts';
 
 /** What ps(1) shows for the shell ($0), before it becomes the next program. */
 export const STANDBY_NAME = 'qmail-dkverify-standby';
@@ -72,7 +72,7 @@ export function startStandby(next: string, ms: number): Standby {
   const { spawn } = process.getBuiltinModule('node:child_process');
   const child = spawn(...standbyCommand(ms, process.pid, next), {
     stdio: ['pipe', 'pipe', 'inherit', 'pipe', 'pipe'],
-    env: { ...process.env, [LOOP_MARK]: '1' },
+    env: nextEnv(),
   });
   const [goPipe, watchPipe] = [child.stdio[3] as Socket, child.stdio[4] as Socket];
   let disarmed = false;

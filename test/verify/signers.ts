@@ -4,6 +4,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { bufferSource } from '../../src/mail/message.ts';
 import { signMessage } from '../../src/signing/sign.ts';
@@ -30,6 +31,11 @@ export interface MailauthSignOptions {
 
 /** One DKIM-Signature made by mailauth, on top of the message. */
 export async function mailauthSign(message: Buffer, options: MailauthSignOptions): Promise<Buffer> {
+  return Buffer.concat([Buffer.from(await mailauthSignature(message, options), 'latin1'), message]);
+}
+
+/** The DKIM-Signature field alone (CRLF line ends), for a message too big to hold: it may be a stream. */
+export async function mailauthSignature(message: Buffer | Readable, options: MailauthSignOptions): Promise<string> {
   const { signatures, errors } = await dkimSign(message, {
     ...(options.signTime ? { signTime: options.signTime } : {}),
     ...(options.expires ? { expires: options.expires } : {}),
@@ -45,7 +51,7 @@ export async function mailauthSign(message: Buffer, options: MailauthSignOptions
     }],
   } as Parameters<typeof dkimSign>[1]);
   if (errors.length > 0) throw new Error(`mailauth could not sign: ${JSON.stringify(errors)}`);
-  return Buffer.concat([Buffer.from(signatures, 'latin1'), message]);
+  return signatures;
 }
 
 /** Signed by this project's signer (src/signing): DKIM, then DomainKeys, key from a key file. */
