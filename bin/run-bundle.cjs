@@ -110,11 +110,15 @@ function run(file) {
 /**
  * For the build's trainer only (scripts/train-bundle.cjs): from now on bundles compile without
  * a cache, and at exit the cache of each of `files` that ran is written, holding what the run
- * compiled.
+ * compiled. A run that ends by becoming another program (qmail-dkverify's hand-over) writes
+ * them just before the exec, which ends the process without an exit event.
  */
 function trainUntilExit(files) {
   trainees = [];
-  process.on('exit', function writeCaches() {
+  var written = false;
+  function writeCaches() {
+    if (written) return;
+    written = true;
     trainees.forEach(function (trainee) {
       if (files.indexOf(trainee.file) === -1) return;
       var body = trainee.script.createCachedData();
@@ -123,7 +127,15 @@ function trainUntilExit(files) {
       fs.writeFileSync(target + '.new', Buffer.concat([Buffer.from(header, 'latin1'), body]));
       fs.renameSync(target + '.new', target);
     });
-  });
+  }
+  process.on('exit', writeCaches);
+  var execve = process.execve;
+  if (typeof execve === 'function') {
+    process.execve = function () {
+      writeCaches();
+      return execve.apply(process, arguments);
+    };
+  }
 }
 
 module.exports = { run: run, compile: compile, cachePathOf: cachePathOf, trainUntilExit: trainUntilExit };

@@ -134,6 +134,7 @@ function train(launcher, bundles, args, stdio, env) {
     });
     let output = '';
     child.stdout?.on('data', (chunk) => (output += chunk.toString('latin1')));
+    child.stdio[5]?.resume();
     child.on('error', () => resolve({ status: null, output }));
     child.on('close', (status) => resolve({ status, output }));
   });
@@ -185,7 +186,8 @@ try {
     chmodSync(join(dir, 'queue'), 0o755);
     const received = openSync(join(dir, 'received'), 'r');
     const envelope = openSync(join(dir, 'envelope'), 'r');
-    const verify = await train('qmail-dkverify', VERIFY_BUNDLES, [], [received, envelope, 'ignore'], {
+    // The launcher bin/qmail-dkverify runs; its watchdog's pipe (fd 5) is only read here.
+    const verify = await train('qmail-dkverify.cjs', VERIFY_BUNDLES, ['--watchdog-fd=5'], [received, envelope, 'ignore', 'ignore', 'ignore', 'pipe'], {
       CONTROLDIR: control,
       QMAILHOME: dir,
       DKQUEUE: join(dir, 'queue'),

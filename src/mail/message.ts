@@ -5,13 +5,13 @@
 // The message is read in passes: one to sign, one to send. A seekable fd 0 (the queue file)
 // is read again from offset 0; anything else (a pipe, when run by hand) is first spooled to an
 // unlinked temporary file, so memory never grows with the size of the message.
-import { fstatSync, openSync, readSync, unlinkSync, closeSync, createReadStream } from 'node:fs';
+import { fstatSync, openSync, readSync, unlinkSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isAscii } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { AFTER_CR, Kernel, PIECE } from '../canon/kernels.ts';
-import { writeAll } from '../common/sync-io.ts';
+import { readToEnd, writeAll } from '../common/sync-io.ts';
 
 // Small enough that each chunk's buffers come from malloc's heap and are reused at once, so
 // memory stays flat however large the message; large enough that a chunk costs little.
@@ -30,10 +30,14 @@ export interface MessageSource {
   readonly fd?: number;
 }
 
-/** fd 0 as qmail gives it (a regular file), or anything else spooled to a temporary file. */
-export async function openMessage(fd = 0): Promise<MessageSource> {
-  if (fstatSync(fd).isFile()) return fileSource(fd, false);
-  return fileSource(await spool(fd), true);
+/**
+ * fd 0 as qmail gives it (a regular file), or anything else spooled to a temporary file.
+ * `spoolAlways`: a regular file too, so that the message no longer depends on `fd`, which the
+ * caller may then close (qmail-dkverify puts its hand-over there).
+ */
+export async function openMessage(fd = 0, spoolAlways = false): Promise<MessageSource> {
+  if (!spoolAlways && fstatSync(fd).isFile()) return fileSource(fd, false);
+  return fileSource(spool(fd), true);
 }
 
 export function bufferSource(message: Buffer): MessageSource {
@@ -70,14 +74,12 @@ function readOrThrow(fd: number, buffer: Buffer, position: number): number {
   }
 }
 
-async function spool(fd: number): Promise<number> {
+function spool(fd: number): number {
   const path = join(tmpdir(), `qmail-remote-dkim.${process.pid}.${randomBytes(6).toString('hex')}`);
   const spoolFd = openSync(path, 'wx+', 0o600);
   unlinkSync(path);
   try {
-    for await (const chunk of createReadStream('', { fd, autoClose: false })) {
-      writeAll(spoolFd, chunk as Buffer);
-    }
+    readToEnd(fd, (piece) => writeAll(spoolFd, piece));
   } catch (error) {
     closeSync(spoolFd);
     throw error;

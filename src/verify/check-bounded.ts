@@ -2,18 +2,18 @@
 // deadline: what the checks learned by then stands, the rest is temperror, and the message is
 // queued. That timer needs the event loop, which a check busy in one long synchronous task (a
 // regular expression, a parser loop) would hold; the caps of bounds.ts keep every task short,
-// and for whatever they miss a watchdog, a process apart (standby.ts), kills this one when the
-// checks are still running a grace period after the deadline, even if the hand-over to the next
-// program has begun: qmail-smtpd then answers 451, qmail-queue queues nothing without the
-// envelope we write last, and the sender tries again later. Nothing is lost and nothing is
-// passed unchecked either way.
+// and for whatever they miss a watchdog, a process apart (bin/qmail-dkverify, watchdog.ts),
+// kills this one when the checks are still running a grace period after the deadline:
+// qmail-smtpd then answers 451, and the sender tries again later. The next program has not
+// started yet: this process becomes it only once the message is handed over. Nothing is lost
+// and nothing is passed unchecked either way.
 //
 // The checks used to run in a worker thread stopped at the deadline: that kept even a busy
 // check's partial results, but cost ~100 ms of CPU per message to start (docs/verify.md).
 import type { MessageSource } from '../mail/message.ts';
 import type { Results } from './auth-results.ts';
 import { checkMessage, UNFINISHED, type CheckSettings } from './check.ts';
-import type { Watchdog } from './standby.ts';
+import type { Watchdog } from './watchdog.ts';
 import { VerifyFailure } from './outcomes.ts';
 
 /**
@@ -54,11 +54,11 @@ export async function checkWithin(source: MessageSource, settings: CheckSettings
   }).catch((error: unknown) => {
     throw new VerifyFailure('INTERNAL', 'verification failed', { cause: error });
   });
-  // Disarmed when the checks are over, not at the deadline: checks that run on past it, beside
-  // the hand-over to the next program, are still watched, and killed if they never end.
+  // Disarmed when the checks are over, not at the deadline: checks that run on past it are still
+  // watched until the hand-over, and killed if they never end.
   checks.finally(() => watchdog.disarm()).catch(() => undefined);
   try {
-    return await Promise.race([checks, deadline, watchdog.failed]);
+    return await Promise.race([checks, deadline]);
   } finally {
     clearTimeout(timer);
   }

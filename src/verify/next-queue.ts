@@ -3,8 +3,6 @@
 // that names it (directly or through a symlink), or a chain that comes back to it, would
 // start one process after another without end.
 import type { ChildProcess, StdioOptions } from 'node:child_process';
-import type { Writable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { accessSync, closeSync, constants, fstatSync, openSync, readSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { qmailHome } from '../common/control.ts';
@@ -101,50 +99,8 @@ export function startNext(program: string, stdio: StdioOptions): ChildProcess {
 
 /** The next program's exit status, which becomes ours; 81 if it could not run or was killed. */
 export function exitStatusOf(child: ChildProcess): Promise<number> {
-  // A child that has ended already (the standby shell, killed while it waited) will not say so again.
-  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
-  if (child.signalCode !== null) return Promise.resolve(OUTCOMES.INTERNAL.status);
   return new Promise((resolve) => {
     child.once('error', () => resolve(OUTCOMES.INTERNAL.status));
     child.once('exit', (code) => resolve(code ?? OUTCOMES.INTERNAL.status));
-  });
-}
-
-/**
- * Hands the message to the next program, started with pipes on its fd 0 and fd 1, then the
- * envelope: qmail-queue reads the whole message before the envelope, and without an envelope
- * it queues nothing. So a failure of ours while the message is being written (the message may
- * be a stranger's worst case) kills the next program before it has an envelope to read, and
- * no truncated copy is ever queued. `message` chunks are written one at a time, each before
- * the next is asked for.
- */
-export async function handOverTo(child: ChildProcess, message: Iterable<Buffer>, envelope: Buffer): Promise<number> {
-  const status = exitStatusOf(child);
-  const [stdin, envelopeOut] = [child.stdio[0] as Writable, child.stdio[1] as unknown as Writable];
-  // The next program may end early (qmail-queue: disk full, 53); its status says why.
-  for (const stream of [stdin, envelopeOut]) stream.on('error', () => undefined);
-  try {
-    for (const chunk of message) {
-      if (chunk.length > 0 && !(await written(stdin, chunk))) return await status;
-    }
-    if (!(await written(stdin, null))) return await status;
-  } catch (error) {
-    child.kill('SIGKILL');
-    stdin.destroy();
-    envelopeOut.destroy();
-    await status;
-    throw new VerifyFailure('INTERNAL', 'the message could not be handed on whole', { cause: error });
-  }
-  envelopeOut.end(envelope);
-  const result = await status;
-  await sleep(0);
-  return result;
-}
-
-/** Writes a chunk (null: ends the stream); false when the reader has gone. */
-function written(stream: Writable, chunk: Buffer | null): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (chunk === null) stream.end(() => resolve(!stream.errored));
-    else stream.write(chunk, (error) => resolve(!error));
   });
 }

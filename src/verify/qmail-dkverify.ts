@@ -4,21 +4,28 @@
 // pass-through needs; the checks (and mailauth) are loaded only when DKVERIFY is set and
 // RELAYCLIENT is not.
 //
+// bin/qmail-dkverify, a shell script, starts it: `--self=PATH` is the path qmail-smtpd ran (the
+// script, for DKQUEUE's loop check), `--watchdog-fd=N` the pipe to the watchdog it keeps for a
+// verification (watchdog.ts).
+//
 // Nothing is ever written to fd 1 (the envelope, read-only) or fd 2 (possibly the SMTP
 // session's log); the exit status says everything (src/verify/outcomes.ts).
 import { exitStatusFor } from './outcomes.ts';
 import { becomeNext, exitStatusOf, nextProgram, startNext } from './next-queue.ts';
+import { watchdogFdIn } from './watchdog.ts';
 
 async function main(): Promise<number> {
   const env = process.env;
-  const next = nextProgram(env, process.argv[1]);
+  const args = process.argv.slice(2);
+  const self = args.find((arg) => arg.startsWith('--self='))?.slice('--self='.length) ?? process.argv[1];
+  const next = nextProgram(env, self);
   if (env.DKVERIFY === undefined || env.RELAYCLIENT !== undefined) {
     // No verification: the next program reads our fd 0 and fd 1 itself, byte for byte.
     becomeNext(next);
     return exitStatusOf(startNext(next, [0, 1, 2]));
   }
   const { verifyAndQueue } = await import('./verify-queue.ts');
-  return verifyAndQueue(next, env);
+  return verifyAndQueue(next, env, watchdogFdIn(args));
 }
 
 // process.exit() is safe here. This program writes only to the next program's pipes, never to

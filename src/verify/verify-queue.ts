@@ -1,7 +1,6 @@
-// The verifying path: read the message (spooled) and the envelope whole, check, decide by the
-// DKVERIFY letters, then hand the message with its Authentication-Results field and the
-// unchanged envelope to the next program and exit with its status.
-import { readSync } from 'node:fs';
+// The verifying path: read the message (spooled) and the envelope whole, check under the
+// watchdog of bin/qmail-dkverify, decide by the DKVERIFY letters, then hand the message with its
+// Authentication-Results field and the unchanged envelope to the next program, by becoming it.
 import { openMessage, type MessageSource } from '../mail/message.ts';
 import { controlDir, readControlLine } from '../common/control.ts';
 import { makeResolver, serverList } from '../common/dns.ts';
@@ -13,8 +12,9 @@ import { messageDkimLetter } from './dkim-results.ts';
 import { checkWithin, WATCHDOG_GRACE_MS } from './check-bounded.ts';
 import type { CheckSettings } from './check.ts';
 import { rewritten } from './rewrite.ts';
-import { startStandby } from './standby.ts';
-import { sleepSync } from '../common/sync-io.ts';
+import { armWatchdog } from './watchdog.ts';
+import { handOverInFiles } from './hand-over.ts';
+import { readToEnd } from '../common/sync-io.ts';
 import { entryFacts, markComment, readEntryKey } from '../mail/entry-mark.ts';
 
 /** The whole verification's deadline, seconds, unless DKVERIFY_TIMEOUT says otherwise. */
@@ -24,29 +24,30 @@ const DNS_TIMEOUT_MS = 2000;
 const DNS_TRIES = 2;
 
 /** The exit status: the next program's, or the outcome that ended the verification. */
-export async function verifyAndQueue(next: string, env: NodeJS.ProcessEnv): Promise<number> {
+export async function verifyAndQueue(next: string, env: NodeJS.ProcessEnv, watchdogFd: number | undefined): Promise<number> {
   try {
-    return await verifyThenQueue(next, env);
+    return await verifyThenQueue(next, env, watchdogFd);
   } catch (error) {
     return exitStatusFor(error);
   }
 }
 
-async function verifyThenQueue(next: string, env: NodeJS.ProcessEnv): Promise<number> {
+async function verifyThenQueue(next: string, env: NodeJS.ProcessEnv, watchdogFd: number | undefined): Promise<number> {
   const policy = parseLetters(env.DKVERIFY ?? '');
   const settings = checkSettings(env);
   const source = await readMessage();
   try {
     const envelope = parseEnvelope(readEnvelope());
     const { deadlineMs, ...checks } = settings;
-    // The watchdog and, once the checks are over, the next program: one process (standby.ts).
-    const standby = startStandby(next, deadlineMs + WATCHDOG_GRACE_MS);
-    const results = await checkWithin(source, { ...checks, sender: envelope.sender }, deadlineMs, standby.watchdog);
+    const watchdog = armWatchdog(watchdogFd, deadlineMs + WATCHDOG_GRACE_MS);
+    const results = await checkWithin(source, { ...checks, sender: envelope.sender }, deadlineMs, watchdog);
     const decision = decide(policy, results.dk.letter, messageDkimLetter(results.dkim));
     if (decision === 'reject') return OUTCOMES.REJECTED.status;
     if (decision === 'defer') return OUTCOMES.DEFERRED.status;
     const field = authResultsField(settings.authservId, results, lineEnd(source), entryMarker(env, source));
-    return await standby.handOver(rewritten(source.chunks(), field), envelope.bytes);
+    // Checks still running past the deadline end with this process's exec: nothing is left to watch.
+    watchdog.disarm();
+    return await handOverInFiles(next, rewritten(source.chunks(), field), envelope.bytes);
   } finally {
     source.close();
   }
@@ -90,7 +91,8 @@ function authservId(env: NodeJS.ProcessEnv): string {
 
 async function readMessage(): Promise<MessageSource> {
   try {
-    return await openMessage(0);
+    // Spooled even from a regular file (qmail-smtpd's is a pipe): fd 0 is the hand-over's then.
+    return await openMessage(0, true);
   } catch (error) {
     throw new VerifyFailure('READ_ERROR', 'cannot read the message', { cause: error });
   }
@@ -98,22 +100,13 @@ async function readMessage(): Promise<MessageSource> {
 
 /** fd 1, whole: qmail-smtpd writes it after the message and closes it. */
 function readEnvelope(): Buffer {
-  const chunks: Buffer[] = [];
-  const buffer = Buffer.allocUnsafe(64 << 10);
-  for (;;) {
-    let n: number;
-    try {
-      n = readSync(1, buffer, 0, buffer.length, null);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EAGAIN') {
-        sleepSync(10);
-        continue;
-      }
-      throw new VerifyFailure('READ_ERROR', 'cannot read the envelope', { cause: error });
-    }
-    if (n === 0) return Buffer.concat(chunks);
-    chunks.push(Buffer.from(buffer.subarray(0, n)));
+  const pieces: Buffer[] = [];
+  try {
+    readToEnd(1, (piece) => pieces.push(Buffer.from(piece)));
+  } catch (error) {
+    throw new VerifyFailure('READ_ERROR', 'cannot read the envelope', { cause: error });
   }
+  return Buffer.concat(pieces);
 }
 
 /** The line end the message uses (LF in a qmail queue, CRLF from some injectors), for our field. */

@@ -285,7 +285,8 @@ test('qmail-dkverify on a Node older than 22.19 exits 81 (a temporary 451), sile
   const dir = scratch();
   const preload = join(dir, 'old-node.cjs');
   writeFileSync(preload, "Object.defineProperty(process.versions, 'node', { value: '22.18.0' });\n");
-  const bin = fileURLToPath(new URL('../../bin/qmail-dkverify', import.meta.url));
+  // The check is the launcher's, which bin/qmail-dkverify runs with the node in PATH.
+  const bin = fileURLToPath(new URL('../../bin/qmail-dkverify.cjs', import.meta.url));
   const result = spawnSync(process.execPath, ['--require', preload, bin], { cwd: dir, input: 'Subject: x\n\nx\n', encoding: 'utf8' });
   assert.equal(result.status, 81);
   assert.equal(result.stdout, '');

@@ -3,7 +3,7 @@
 // message is queued whole, and the checks ended on their own (no "deadline passed" in the
 // result) with a 60-second deadline, so the bound is in the work, not in the timer. The one
 // test of the timer itself has the checks wait for a DNS server that never answers; the
-// watchdog that ends checks too busy to see the timer has tests of its own (standby.test.ts).
+// watchdog that ends checks too busy to see the timer has tests of its own (watchdog.test.ts).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';

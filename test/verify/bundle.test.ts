@@ -22,7 +22,7 @@ test('the entry bundle holds the pass-through but not the verifying path; the ch
   assert.ok(sources.includes('src/verify/qmail-dkverify.ts'));
   for (const path of ['src/verify/verify-queue.ts', 'src/verify/check.ts', 'src/verify/mailauth-checks.ts']) assert.ok(!sources.includes(path), path);
   const checks = check.filter((path) => path.startsWith('src/'));
-  for (const path of ['src/verify/verify-queue.ts', 'src/verify/check.ts', 'src/verify/mailauth-checks.ts', 'src/verify/standby.ts']) assert.ok(checks.includes(path), path);
+  for (const path of ['src/verify/verify-queue.ts', 'src/verify/check.ts', 'src/verify/mailauth-checks.ts', 'src/verify/hand-over.ts']) assert.ok(checks.includes(path), path);
   const outside = [...sources, ...checks].filter((path) => !/^src\/(verify|mail|canon|common)\//.test(path));
   assert.deepEqual(outside, []);
   assert.deepEqual([...packagesOf(main), ...packagesOf(check)], []);
@@ -49,7 +49,7 @@ test('each bundle requires the next, not import(): no ES loader scan of its expo
   for (const bundle of [entry, checks]) assert.doesNotMatch(bundle, /import\("/);
 });
 
-test('a verification starts no worker thread: the deadline is a watchdog process (src/verify/standby.ts)', () => {
+test('a verification starts no worker thread: the deadline is a watchdog process (bin/qmail-dkverify)', () => {
   for (const file of ['qmail-dkverify.cjs', 'qmail-dkverify-check.cjs', 'qmail-dkverify-mailauth.cjs']) {
     assert.doesNotMatch(readFileSync(new URL(file, DIST), 'utf8'), /worker_threads/, file);
   }

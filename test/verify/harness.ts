@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const DKVERIFY_BIN = fileURLToPath(new URL('../../bin/qmail-dkverify', import.meta.url));
@@ -72,7 +72,8 @@ export function dkverify(message: Buffer | string, dnsServer: string, options: R
   writeFileSync(messageFile, message);
   writeFileSync(envelopeFile, options.envelope ?? ENVELOPE);
   const env: Record<string, string> = {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    // bin/qmail-dkverify runs the `node` PATH names, as #!/usr/bin/env node would: this one.
+    PATH: `${dirname(process.execPath)}:${process.env.PATH ?? '/usr/bin:/bin'}`,
     QMAILHOME: dir,
     CONTROLDIR: control,
     DKVERIFY_DNS: dnsServer,
@@ -83,7 +84,7 @@ export function dkverify(message: Buffer | string, dnsServer: string, options: R
   };
   return new Promise((resolve, reject) => {
     // cat's pipe becomes fd 1 of qmail-dkverify, the message file its fd 0.
-    const child = spawn('/bin/sh', ['-c', 'cat "$1" | "$2" "$3" 1<&0 0<"$4"', 'sh', envelopeFile, process.execPath, options.bin ?? DKVERIFY_BIN, messageFile], {
+    const child = spawn('/bin/sh', ['-c', 'cat "$1" | "$2" 1<&0 0<"$3"', 'sh', envelopeFile, options.bin ?? DKVERIFY_BIN, messageFile], {
       stdio: ['ignore', 'ignore', 'pipe'],
       env,
     });
@@ -97,8 +98,9 @@ export function dkverify(message: Buffer | string, dnsServer: string, options: R
           message: readFileSync(join(rec, 'message')),
           envelope: readFileSync(join(rec, 'envelope')),
           loopMark: readFileSync(join(rec, 'loop'), 'latin1'),
-          // The command name of the process that started the next program: a Node, or with
-          // the pass-through's exec, the shell that started qmail-dkverify ('' without /proc).
+          // The command name of the process that started the next program, which became it
+          // (exec): the shell that started qmail-dkverify for the pass-through, the script's
+          // own subshell that waits for it for a verification ('' without /proc).
           parent: existsSync(join(rec, 'parent')) ? readFileSync(join(rec, 'parent'), 'latin1') : '',
           // The signals it was started with ignored, as /proc shows them (hex mask).
           ignored: existsSync(join(rec, 'ignored')) ? readFileSync(join(rec, 'ignored'), 'latin1').trim() : '',

@@ -3,7 +3,7 @@
 // itself: with every letter but the expected ones in uppercase the message must still be
 // queued, so the letters of the message are exactly those.
 import { test, before, after } from 'node:test';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
@@ -369,7 +369,7 @@ test('NODE_COMPILE_CACHE, as older rules set it (docs/verify.md): the same resul
     for (const result of [first, second]) {
       assert.equal(result.status, 0);
       assert.equal(result.stderr, '');
-      assert.match(addedField(result), /dkim=pass/);
+      assert.match(addedField(result), /spf=pass/, 'the checks ran');
     }
     assert.equal(addedField(second), addedField(first));
     assert.ok(readdirSync(cache, { recursive: true }).length > 0, 'Node did keep what it compiled (the launcher)');
@@ -466,20 +466,38 @@ test('the next program cannot be run: 81', async () => {
   }
 });
 
-test('the pass-through becomes the next program (exec); a verification starts it as a child', async () => {
+test('the next program is what this process becomes (exec), with no Node waiting beside it', async () => {
   const passed = await run(asReceived(MESSAGE), { env: {} });
   const verified = await run(asReceived(MESSAGE), { env: { DKVERIFY: '' } });
   assert.equal(passed.status, 0);
   assert.equal(passed.stderr, '');
   assert.deepEqual(passed.queued?.message, asReceived(MESSAGE), 'the message byte for byte');
   assert.equal(passed.queued?.loopMark, '1', 'the loop mark is set for an exec too');
-  const [execParent, childParent] = [passed.queued?.parent, verified.queued?.parent];
-  if (execParent === '' || childParent === '') return; // no /proc to ask
-  assert.equal(execParent, 'sh', 'its parent is the shell that started qmail-dkverify: no Node waits beside it');
-  assert.notEqual(childParent, 'sh', 'its parent is qmail-dkverify');
+  const [passParent, verifyParent] = [passed.queued?.parent, verified.queued?.parent];
+  if (passParent === '' || verifyParent === '') return; // no /proc to ask
+  assert.equal(passParent, 'sh', 'its parent is the shell that started qmail-dkverify');
+  assert.equal(verifyParent, 'qmail-dkverify', 'its parent is the subshell of bin/qmail-dkverify that started Node');
   // Node ignores SIGPIPE and SIGXFSZ; the next program gets neither ignored, either way.
   assert.equal(passed.queued?.ignored, verified.queued?.ignored);
   assert.match(passed.queued?.ignored ?? '', /^0+$/);
+});
+
+test('a verification loads neither node:child_process nor node:net: it starts no process and opens no socket of its own', async () => {
+  // Node's list of the modules it loaded, written just before this process becomes the next program.
+  const preload = join(tmpdir(), `dkverify-modules-${process.pid}.cjs`);
+  const list = `${preload}.txt`;
+  writeFileSync(preload, `const execve = process.execve; process.execve = (...args) => { require('node:fs').writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.join('\\n')); return execve.apply(process, args); };\n`);
+  try {
+    const result = await run(asReceived(MESSAGE), { env: { DKVERIFY: '', NODE_OPTIONS: `--require ${preload}` } });
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(addedField(result), /spf=pass/, 'the checks ran');
+    const loaded = readFileSync(list, 'latin1').split('\n');
+    assert.ok(loaded.includes('NativeModule crypto'), 'the list is the verification\'s');
+    for (const name of ['NativeModule child_process', 'NativeModule net', 'NativeModule worker_threads']) assert.ok(!loaded.includes(name), name);
+  } finally {
+    rmSync(preload, { force: true });
+    rmSync(list, { force: true });
+  }
 });
 
 test('fd 2, shared with qmail-smtpd and its log, is left blocking: no stream is ever opened on it', async () => {

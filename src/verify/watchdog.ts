@@ -1,0 +1,56 @@
+// This process's side of the watchdog that bin/qmail-dkverify, a shell script, keeps for a
+// verification: a pipe to it on the fd named by --watchdog-fd. Armed, it kills this process
+// when the deadline passes before the pipe is closed (the script says how, and why there: a
+// process started from Node is a fork of the whole Node process, about twice the CPU).
+//
+// The deadline starts once the message and the envelope are read, not when this process starts:
+// qmail-smtpd runs qmail-queue while the client is still sending the message, which the SMTP
+// dialogue's own timeouts bound.
+import { closeSync, fstatSync, writeSync } from 'node:fs';
+import { VerifyFailure } from './outcomes.ts';
+
+export interface Watchdog {
+  /** Ends the watch: this process may now run as long as it needs. Idempotent. */
+  disarm(): void;
+}
+
+/** The fd of the watchdog's pipe, from `--watchdog-fd=N` among `args`; undefined without one. */
+export function watchdogFdIn(args: readonly string[]): number | undefined {
+  const value = args.find((arg) => arg.startsWith('--watchdog-fd='))?.slice('--watchdog-fd='.length);
+  if (value === undefined) return undefined;
+  return /^[3-9]$/.test(value) ? Number(value) : Number.NaN;
+}
+
+/**
+ * Arms the watchdog on `fd` for `ms` (rounded up to whole milliseconds; timeout(1) takes
+ * fractions of a second). A verification without it is refused (INTERNAL, a 451): without a
+ * pipe to write on, nothing would keep the deadline from outside.
+ */
+export function armWatchdog(fd: number | undefined, ms: number): Watchdog {
+  if (fd === undefined || !Number.isInteger(fd) || !isPipe(fd)) {
+    throw new VerifyFailure('INTERNAL', 'no watchdog: a verification runs only under bin/qmail-dkverify');
+  }
+  try {
+    writeSync(fd, `${process.pid} ${(Math.ceil(Math.max(ms, 1)) / 1000).toFixed(3)}\n`);
+  } catch (error) {
+    throw new VerifyFailure('INTERNAL', 'the verification watchdog did not run', { cause: error });
+  }
+  let open = true;
+  return {
+    disarm: () => {
+      if (!open) return;
+      open = false;
+      closeSync(fd);
+    },
+  };
+}
+
+/** A pipe, or a socket pair (what Node's own 'pipe' is, for the build's training run). */
+function isPipe(fd: number): boolean {
+  try {
+    const stat = fstatSync(fd);
+    return stat.isFIFO() || stat.isSocket();
+  } catch {
+    return false;
+  }
+}
