@@ -3,7 +3,7 @@
 // itself: with every letter but the expected ones in uppercase the message must still be
 // queued, so the letters of the message are exactly those.
 import { test, before, after } from 'node:test';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
@@ -12,7 +12,7 @@ import { makeEd25519Key, makeRsaKey } from '../helpers/keys.ts';
 import { signWithDkimpy, signWithMailDkim } from '../helpers/reference-signers.ts';
 import { verifyWithMailDkim } from '../helpers/verifiers.ts';
 import { DK_LETTERS, DKIM_LETTERS } from '../../src/verify/letters.ts';
-import { addedField, asReceived, dkverify, ENVELOPE, type Run, type RunOptions } from './harness.ts';
+import { addedField, asReceived, dkverify, ENVELOPE, recorder, type Run, type RunOptions } from './harness.ts';
 import { crlf, mailauthSign, MESSAGE, ownSign } from './signers.ts';
 
 const rsa = makeRsaKey(1024);
@@ -480,6 +480,36 @@ test('the next program is what this process becomes (exec), with no Node waiting
   // Node ignores SIGPIPE and SIGXFSZ; the next program gets neither ignored, either way.
   assert.equal(passed.queued?.ignored, verified.queued?.ignored);
   assert.match(passed.queued?.ignored ?? '', /^0+$/);
+});
+
+test('the pass-through starts no Node when exec can start the next program; for one it cannot tell, Node decides', async () => {
+  // Node, whenever it starts, leaves a mark.
+  const preload = join(tmpdir(), `dkverify-node-mark-${process.pid}.cjs`);
+  const mark = `${preload}.ran`;
+  writeFileSync(preload, `require('node:fs').writeFileSync(${JSON.stringify(mark)}, '');\n`);
+  const dir = mkdtempSync(join(tmpdir(), 'dkverify-pass-'));
+  try {
+    const env = { NODE_OPTIONS: `--require ${preload}` };
+    for (const extra of [{}, { DKVERIFY: '', RELAYCLIENT: '' }] as Record<string, string>[]) {
+      const result = await run(asReceived(MESSAGE), { env: { ...env, ...extra } });
+      assert.equal(result.status, 0);
+      assert.deepEqual(result.queued?.message, asReceived(MESSAGE));
+      assert.equal(existsSync(mark), false, `no Node started, ${JSON.stringify(extra)}`);
+    }
+    // A script whose interpreter is a script itself: Node asks (and Linux runs it).
+    const inner = join(dir, 'inner');
+    writeFileSync(inner, '#!/bin/sh\nexec /bin/sh "$@"\n', { mode: 0o755 });
+    const outer = join(dir, 'outer');
+    writeFileSync(outer, `#!${inner}\nexec "$QUEUE"\n`, { mode: 0o755 });
+    const deeper = await run(asReceived(MESSAGE), { env: { ...env, DKQUEUE: outer, QUEUE: recorder() } });
+    assert.equal(deeper.status, 0, deeper.stderr);
+    assert.deepEqual(deeper.queued?.message, asReceived(MESSAGE));
+    assert.equal(existsSync(mark), true, 'Node was started for it');
+  } finally {
+    rmSync(preload, { force: true });
+    rmSync(mark, { force: true });
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a verification loads neither node:child_process nor node:net: it starts no process and opens no socket of its own', async () => {
