@@ -54,7 +54,7 @@ function run(env: Record<string, string>, path = script): Promise<Ended> {
   const marks = join(dir, `marks${runs++}`);
   mkdirSync(marks);
   const child = spawn(path, [], {
-    // QMAILHOME: a directory without bin/qmail-queue, never the host's.
+    // QMAILHOME: a directory without a qmail-queue, never the host's.
     env: { PATH: `${dirname(process.execPath)}:${process.env.PATH ?? '/usr/bin:/bin'}`, QMAILHOME: dir, DKVERIFY: '', MARKS: marks, ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
