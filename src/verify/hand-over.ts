@@ -11,11 +11,12 @@ import { becomeNext, exitStatusOf, startNext } from './next-queue.ts';
 /**
  * Hands the message over in files: the message (with our field) and the envelope are written
  * to temporary files, opened read-only on fd 0 and fd 1 (what came on them is read whole by
- * now, the message into its spool, which `message` reads), and this process becomes the next program (becomeNext), which reads them as
- * it would read qmail-smtpd's pipes. A file exec cannot start is started as a child instead,
- * with the same fd 0 and fd 1; its exit status is ours. No byte reaches the next program before
- * the whole message and the envelope are written: a failure of ours on the way (a full disk)
- * ends this process before there is a next program to queue anything.
+ * now: the message into its spool, which `message` reads), and this process becomes the next
+ * program (becomeNext), which reads them as it would read qmail-smtpd's pipes. A file exec
+ * cannot start is started as a child instead, with the same fd 0 and fd 1; its exit status is
+ * ours. No byte reaches the next program before the whole message and the envelope are
+ * written: a failure of ours on the way (a full disk) ends this process before there is a next
+ * program to queue anything.
  *
  * Each file has a name for as long as it takes to open it twice (to write, and on its fd to
  * read): it is unlinked before a byte is written, so nothing of the message outlives the next
