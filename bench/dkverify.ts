@@ -85,7 +85,7 @@ authenticate(process.stdin, { sender: 'user@example.com', ip: '192.0.2.1', helo:
   // The script as shipped, beside a stand-in for its Node program that arms the watchdog and ends.
   mkdirSync(join(dir, 'watchdog'));
   copyFileSync(BIN, join(dir, 'watchdog', 'qmail-dkverify'));
-  writeFileSync(join(dir, 'watchdog', 'qmail-dkverify.cjs'), "const fs = require('node:fs'); fs.writeSync(5, process.pid + ' 30.000\\n'); fs.closeSync(5);\n");
+  writeFileSync(join(dir, 'watchdog', 'qmail-dkverify.cjs'), "const fs = require('node:fs'); fs.writeSync(5, process.pid + ' 30\\n'); fs.closeSync(5);\n");
   // fd 0 of the shell is the message; it is moved to fd 3 for the inner command.
   const wrap = (command: Command): Command => ({ ...command, args: ['-c', `exec 3<&0; ${command.args[1] as string}`, 'sh'] });
   const commands: Command[] = [

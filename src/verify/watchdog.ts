@@ -22,16 +22,18 @@ export function watchdogFdIn(args: readonly string[]): number | undefined {
 }
 
 /**
- * Arms the watchdog on `fd` for `ms` (rounded up to whole milliseconds; timeout(1) takes
- * fractions of a second). A verification without it is refused (INTERNAL, a 451): without a
- * pipe to write on, nothing would keep the deadline from outside.
+ * Arms the watchdog on `fd` for `ms`, rounded up to whole seconds: every timeout(1) takes
+ * those, not every one takes fractions (busybox's depends on how it was built), and one that
+ * refused them would end at once, as if the time were up. A verification without a watchdog is
+ * refused (INTERNAL, a 451): without a pipe to write on, nothing would keep the deadline from
+ * outside.
  */
 export function armWatchdog(fd: number | undefined, ms: number): Watchdog {
   if (fd === undefined || !Number.isInteger(fd) || !isPipe(fd)) {
     throw new VerifyFailure('INTERNAL', 'no watchdog: a verification runs only under bin/qmail-dkverify');
   }
   try {
-    writeSync(fd, `${process.pid} ${(Math.ceil(Math.max(ms, 1)) / 1000).toFixed(3)}\n`);
+    writeSync(fd, `${process.pid} ${Math.max(1, Math.ceil(ms / 1000))}\n`);
   } catch (error) {
     throw new VerifyFailure('INTERNAL', 'the verification watchdog did not run', { cause: error });
   }
