@@ -5,13 +5,11 @@
 // The message is read in passes: one to sign, one to send. A seekable fd 0 (the queue file)
 // is read again from offset 0; anything else (a pipe, when run by hand) is first spooled to an
 // unlinked temporary file, so memory never grows with the size of the message.
-import { fstatSync, openSync, readSync, unlinkSync, closeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { fstatSync, readSync, unlinkSync, closeSync } from 'node:fs';
 import { isAscii } from 'node:buffer';
-import { randomBytes } from 'node:crypto';
 import { AFTER_CR, Kernel, PIECE } from '../canon/kernels.ts';
 import { readToEnd, writeAll } from '../common/sync-io.ts';
+import { createTempFile } from '../common/temp-file.ts';
 
 // Small enough that each chunk's buffers come from malloc's heap and are reused at once, so
 // memory stays flat however large the message; large enough that a chunk costs little.
@@ -75,8 +73,7 @@ function readOrThrow(fd: number, buffer: Buffer, position: number): number {
 }
 
 function spool(fd: number): number {
-  const path = join(tmpdir(), `qmail-remote-dkim.${process.pid}.${randomBytes(6).toString('hex')}`);
-  const spoolFd = openSync(path, 'wx+', 0o600);
+  const { path, fd: spoolFd } = createTempFile('qmail-remote-dkim', 'wx+');
   unlinkSync(path);
   try {
     readToEnd(fd, (piece) => writeAll(spoolFd, piece));

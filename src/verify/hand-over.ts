@@ -1,10 +1,8 @@
 // The hand-over of a verified message to the next program (next-queue.ts finds it): in files,
 // by this process becoming the program. Only the verifying path loads this.
 import { closeSync, openSync, unlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { writeAll } from '../common/sync-io.ts';
+import { createTempFile } from '../common/temp-file.ts';
 import { VerifyFailure } from './outcomes.ts';
 import { becomeNext, exitStatusOf, startNext } from './next-queue.ts';
 
@@ -35,15 +33,15 @@ export function handOverInFiles(next: string, message: Iterable<Buffer>, envelop
     closeSync(envelopeOut);
   }
   becomeNext(next);
-  return exitStatusOf(startNext(next, [0, 1, 'inherit']));
+  return exitStatusOf(startNext(next, [0, 1, 2]));
 }
 
 /** A new temporary file, open read-only on `fd` (which is closed first); its writing fd. */
 function tempFileOn(fd: number): number {
-  const path = join(tmpdir(), `qmail-dkverify.${process.pid}.${randomBytes(6).toString('hex')}`);
+  let path: string;
   let writer: number;
   try {
-    writer = openSync(path, 'wx', 0o600);
+    ({ path, fd: writer } = createTempFile('qmail-dkverify', 'wx'));
   } catch (error) {
     throw new VerifyFailure('INTERNAL', 'no temporary file for the hand-over', { cause: error });
   }
