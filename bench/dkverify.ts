@@ -6,12 +6,12 @@
 import { chmodSync, closeSync, copyFileSync, createReadStream, createWriteStream, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDns } from '../test/helpers/dnsmasq.ts';
 import { makeRsaKey, type TestKey } from '../test/helpers/keys.ts';
 import { mailauthSign, mailauthSignature } from '../test/verify/signers.ts';
-import { asReceived } from '../test/verify/harness.ts';
+import { asReceived, PATH_WITH_THIS_NODE as PATH } from '../test/verify/harness.ts';
 import { HAS_GNU_TIME, interleave, runOnce, stats, sum, untrainedCopy, type Command, type Sample } from './measure.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -74,8 +74,6 @@ const r = new Resolver(); r.setServers([process.env.DNS]);
 authenticate(process.stdin, { sender: 'user@example.com', ip: '192.0.2.1', helo: 'client.example.com', mta: 'mx.example.net',
   resolver: (n, t) => r.resolve(n, t) }).then((res) => { process.exitCode = res.headers ? 0 : 1; });
 `);
-  // bin/qmail-dkverify runs the `node` PATH names first: this one.
-  const PATH = `${dirname(process.execPath)}:${process.env.PATH ?? '/usr/bin:/bin'}`;
   const env = { PATH, CONTROLDIR: dir, QMAILHOME: dir, DKQUEUE: join(dir, 'queue'), DKVERIFY_DNS: dns.server, TCPREMOTEIP: '192.0.2.1' };
   // The envelope reaches fd 1 through a pipe, as from qmail-smtpd.
   const dkverify = (label: string, stdin: string, extra: NodeJS.ProcessEnv, bin = BIN): Command => ({

@@ -56,7 +56,7 @@ export function becomeNext(program: string): void {
  * do) to a regular file this process may execute that begins with ELF's magic number, or with
  * "#!" and an interpreter that is such a file itself.
  */
-export function execable(program: string): boolean {
+function execable(program: string): boolean {
   return program.includes('/') && startable(program, SCRIPT_DEPTH);
 }
 

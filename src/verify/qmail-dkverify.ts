@@ -12,26 +12,32 @@
 // session's log); the exit status says everything (src/verify/outcomes.ts).
 import { exitStatusFor } from './outcomes.ts';
 import { becomeNext, exitStatusOf, nextProgram, startNext } from './next-queue.ts';
-import { watchdogFdIn } from './watchdog.ts';
+import { watchdogFd } from './watchdog.ts';
 
 async function main(): Promise<number> {
   const env = process.env;
-  const args = process.argv.slice(2);
-  const self = args.find((arg) => arg.startsWith('--self='))?.slice('--self='.length) ?? process.argv[1];
-  const next = nextProgram(env, self);
+  const next = nextProgram(env, option('self') ?? process.argv[1]);
   if (env.DKVERIFY === undefined || env.RELAYCLIENT !== undefined) {
     // No verification: the next program reads our fd 0 and fd 1 itself, byte for byte.
     becomeNext(next);
     return exitStatusOf(startNext(next, [0, 1, 2]));
   }
   const { verifyAndQueue } = await import('./verify-queue.ts');
-  return verifyAndQueue(next, env, watchdogFdIn(args));
+  return verifyAndQueue(next, env, watchdogFd(option('watchdog-fd')));
 }
 
-// process.exit() is safe here. This program writes only to the next program's pipes, never to
-// fd 1 or fd 2: main() resolves once the next program has exited, after reading all of it, and
-// a failure that exits earlier leaves qmail-queue without its envelope (written last, only
-// after the whole message), so it queues nothing rather than a message cut short.
+/** The value of `--name=VALUE` among the arguments bin/qmail-dkverify gives. */
+function option(name: string): string | undefined {
+  const prefix = `--${name}=`;
+  return process.argv.slice(2).find((arg) => arg.startsWith(prefix))?.slice(prefix.length);
+}
+
+// process.exit() is safe here: no output of this program can be cut short. It never writes to
+// fd 1 or fd 2. What it does write, the watchdog's line and the hand-over's files, it writes
+// synchronously (writeSync), each write done when the call returns. The next program is what
+// this process becomes (exec), after which none of this runs; a next program started as a child
+// instead has exited before main() resolves. A failure that exits earlier leaves no next
+// program to queue anything: it starts only once both files are whole (hand-over.ts).
 function fail(error: unknown): never {
   process.exit(exitStatusFor(error));
 }

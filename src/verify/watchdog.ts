@@ -14,9 +14,8 @@ export interface Watchdog {
   disarm(): void;
 }
 
-/** The fd of the watchdog's pipe, from `--watchdog-fd=N` among `args`; undefined without one. */
-export function watchdogFdIn(args: readonly string[]): number | undefined {
-  const value = args.find((arg) => arg.startsWith('--watchdog-fd='))?.slice('--watchdog-fd='.length);
+/** The fd of the watchdog's pipe, as `--watchdog-fd=N` gives it; undefined without one, NaN for one that is none. */
+export function watchdogFd(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   return /^[3-9]$/.test(value) ? Number(value) : Number.NaN;
 }

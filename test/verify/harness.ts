@@ -11,6 +11,9 @@ import { fileURLToPath } from 'node:url';
 
 export const DKVERIFY_BIN = fileURLToPath(new URL('../../bin/qmail-dkverify', import.meta.url));
 
+/** PATH with the running Node first: bin/qmail-dkverify runs the `node` PATH names, as #!/usr/bin/env node would. */
+export const PATH_WITH_THIS_NODE = `${dirname(process.execPath)}:${process.env.PATH ?? '/usr/bin:/bin'}`;
+
 export interface Run {
   status: number | null;
   stderr: string;
@@ -72,8 +75,7 @@ export function dkverify(message: Buffer | string, dnsServer: string, options: R
   writeFileSync(messageFile, message);
   writeFileSync(envelopeFile, options.envelope ?? ENVELOPE);
   const env: Record<string, string> = {
-    // bin/qmail-dkverify runs the `node` PATH names, as #!/usr/bin/env node would: this one.
-    PATH: `${dirname(process.execPath)}:${process.env.PATH ?? '/usr/bin:/bin'}`,
+    PATH: PATH_WITH_THIS_NODE,
     QMAILHOME: dir,
     CONTROLDIR: control,
     DKVERIFY_DNS: dnsServer,

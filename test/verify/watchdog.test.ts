@@ -11,8 +11,9 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PATH_WITH_THIS_NODE } from './harness.ts';
 
 const SCRIPT = fileURLToPath(new URL('../../bin/qmail-dkverify', import.meta.url));
 const WATCHDOG = fileURLToPath(new URL('../../src/verify/watchdog.ts', import.meta.url));
@@ -25,13 +26,13 @@ mkdirSync(bin);
 const script = join(bin, 'qmail-dkverify');
 copyFileSync(SCRIPT, script);
 writeFileSync(join(bin, 'qmail-dkverify.cjs'), `'use strict';
-const { armWatchdog, watchdogFdIn } = require(${JSON.stringify(WATCHDOG)});
+const { armWatchdog, watchdogFd } = require(${JSON.stringify(WATCHDOG)});
 const fs = require('node:fs');
 const mark = (what) => fs.writeFileSync(process.env.MARKS + '/' + what, String(process.pid));
 const busy = (ms) => { const end = Date.now() + ms; while (Date.now() < end); };
 const { FAKE, MS } = process.env;
 if (FAKE === 'args') { fs.writeFileSync(process.env.MARKS + '/args', process.argv.slice(2).join(' ')); process.exit(0); }
-const watchdog = armWatchdog(watchdogFdIn(process.argv.slice(2)), Number(MS));
+const watchdog = armWatchdog(watchdogFd(process.argv.find((arg) => arg.startsWith('--watchdog-fd='))?.slice(14)), Number(MS));
 mark('armed');
 if (FAKE === 'busy') { setTimeout(() => mark('timer'), 0); busy(60_000); mark('survived'); }
 if (FAKE === 'disarm') { watchdog.disarm(); busy(Number(MS) + 1200); mark('survived'); }
@@ -55,7 +56,7 @@ function run(env: Record<string, string>, path = script): Promise<Ended> {
   mkdirSync(marks);
   const child = spawn(path, [], {
     // QMAILHOME: a directory without a qmail-queue, never the host's.
-    env: { PATH: `${dirname(process.execPath)}:${process.env.PATH ?? '/usr/bin:/bin'}`, QMAILHOME: dir, DKVERIFY: '', MARKS: marks, ...env },
+    env: { PATH: PATH_WITH_THIS_NODE, QMAILHOME: dir, DKVERIFY: '', MARKS: marks, ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
@@ -122,7 +123,7 @@ test("a timeout(1) that ends a timed-out command with another status than GNU's 
   mkdirSync(other);
   // Stands in for such a timeout(1): its time is up at once, and it says so its own way.
   writeFileSync(join(other, 'timeout'), '#!/bin/sh\nexit 143\n', { mode: 0o755 });
-  const ended = await run({ FAKE: 'busy', MS: '60000', PATH: `${other}:${dirname(process.execPath)}:${process.env.PATH ?? ''}` });
+  const ended = await run({ FAKE: 'busy', MS: '60000', PATH: `${other}:${PATH_WITH_THIS_NODE}` });
   assert.deepEqual(ended, { status: 81, stderr: '', marks: ['armed'] });
 });
 
