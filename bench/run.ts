@@ -7,7 +7,7 @@
 //   (c) 200 deliveries at concurrency 20: deliveries per second, CPU per delivery;
 //   (d) wall time and peak RSS for 1 to 100 MiB messages (bench/results/size.svg);
 //   and a start-up breakdown: which module loads cost what.
-// Deliveries go to a loopback SMTP sink in this process (bench/sink.ts). The Markdown goes
+// Deliveries go to a loopback SMTP sink in a process of its own (bench/sink.ts). The Markdown goes
 // to stdout, progress to stderr, files to bench/results/; `--update-docs` also refreshes the
 // generated part of docs/performance.md and docs/performance.svg. `--quick` is a smoke test.
 import { spawnSync } from 'node:child_process';
@@ -174,14 +174,14 @@ type Commands = ReturnType<typeof commands>;
 
 /** One untimed run of each command, which also warms the page cache: each must really work. */
 async function validate(c: Commands, sink: Sink, message: string, withSlow = true): Promise<void> {
-  const before = sink.messages();
+  const before = await sink.messages();
   const first = await runOnce(c.qmailRemote(message), { captureStdout: true });
   if (first.stderr !== '') progress(`bin/qmail-remote wrote to stderr, which qmail-rspawn reads as the report: ${first.stderr.slice(0, 200)}`);
   const report = first.stdout;
   if (!report.subarray(0, 3).equals(Buffer.from('r\0K'))) {
     throw new Error(`bin/qmail-remote did not deliver: ${JSON.stringify(report.toString('latin1'))}`);
   }
-  const head = sink.lastHead().toString('latin1');
+  const head = (await sink.lastHead()).toString('latin1');
   if (!head.startsWith('DKIM-Signature:') || !head.includes('\r\nDomainKey-Signature:')) {
     throw new Error('bin/qmail-remote delivered the message without DKIM-Signature and DomainKey-Signature on top');
   }
@@ -194,8 +194,8 @@ async function validate(c: Commands, sink: Sink, message: string, withSlow = tru
   const wrapper = withSlow ? c.perlWrapper(message) : undefined;
   if (wrapper) await runOnce(wrapper);
   const expected = before + 2 + (cQmailRemote ? 1 : 0) + (wrapper ? 1 : 0);
-  if (sink.messages() !== expected) throw new Error('the sink did not receive every test delivery');
-  if (wrapper && !sink.lastHead().toString('latin1').includes('DomainKey-Signature:')) throw new Error('the Perl wrapper model delivered no signatures');
+  if ((await sink.messages()) !== expected) throw new Error('the sink did not receive every test delivery');
+  if (wrapper && !(await sink.lastHead()).toString('latin1').includes('DomainKey-Signature:')) throw new Error('the Perl wrapper model delivered no signatures');
   const perl = withSlow ? c.perl(message) : undefined;
   if (perl) {
     const out = (await runOnce(perl, { captureStdout: true })).stdout.toString('latin1');
@@ -222,9 +222,9 @@ function timings(samples: Map<string, Sample[]>): Timing[] {
 
 /** Runs `body` and checks that every qmail-remote run in it reached the sink. */
 async function delivering<T>(sink: Sink, expected: number, body: () => Promise<T>): Promise<T> {
-  const before = sink.messages();
+  const before = await sink.messages();
   const result = await body();
-  const got = sink.messages() - before;
+  const got = (await sink.messages()) - before;
   if (got !== expected) throw new Error(`expected ${expected} deliveries at the sink, got ${got}`);
   return result;
 }
