@@ -3,7 +3,7 @@
 // a delivery neither loads the encoder nor runs it (~3 ms of start-up), and
 // test/canon/kernels.test.ts fails when the two differ; `npm run kernels` (update.ts) brings them together.
 import { moduleBytes, op, type Code } from './wasm.ts';
-import { AFTER_CR, OUT1, OUT2, IN, PAGES, SPACE } from '../../src/canon/kernels.ts';
+import { AFTER_CR, OUT1, OUT2, IN, PAGES, SPACE, TABLES } from '../../src/canon/kernels.ts';
 
 const LF = 10;
 const CR = 13;
@@ -33,8 +33,76 @@ const skipSplitLf = (state: number, n: number, i: number): Code => [
 const ONES = 0x0101010101010101n;
 const HIGHS = 0x8080808080808080n;
 
+// The 16-byte steps. Text where white space or line ends come every few bytes (short lines,
+// runs of spaces and tabs) stops the eight-byte steps below at nearly every byte; these take
+// sixteen bytes at once whatever they hold, and write each group of four lanes through a
+// shuffle table: the lanes kept, with a byte put in before some (the CR of a CRLF, the second
+// '.' of a stuffed one). A block holding a CR goes to the byte loop, which knows CR's cases.
+const splat = (byte: number): Code => op.v128Const(Array<number>(16).fill(byte));
+const lanesEqual = (vector: number, byte: number): Code => [get(vector), ...splat(byte), op.i8x16Eq];
+/** Lane index `NONE` in a shuffle gives 0: any index above 15 does. */
+const NONE = 0x80;
+/** The tables' places in memory (kernels.ts puts TABLES after the outputs). */
+const SIGN_SHUFFLES = TABLES;
+const SIGN_CRS = SIGN_SHUFFLES + 256 * 8;
+const SEND_SHUFFLES = SIGN_CRS + 256 * 8;
+const SEND_PREFIXES = SEND_SHUFFLES + 16 * 8;
+
+/**
+ * For the signing step, by the index keep | lf << 4 of a group of four lanes (bit k: lane k
+ * is kept, lane k is an LF): the shuffle that writes the kept lanes in order, and a CR (from
+ * the second table, OR-ed in) before each LF. Eight bytes each; what is past the group's
+ * length is overwritten by the next group.
+ */
+function signTables(): { shuffles: number[]; crs: number[] } {
+  const shuffles: number[] = [];
+  const crs: number[] = [];
+  for (let index = 0; index < 256; index += 1) {
+    const lanes: number[] = [];
+    const cr: number[] = [];
+    for (let lane = 0; lane < 4; lane += 1) {
+      if (((index >> lane) & 1) === 0) continue;
+      if (((index >> (lane + 4)) & 1) === 1) {
+        lanes.push(NONE);
+        cr.push(CR);
+      }
+      lanes.push(lane);
+      cr.push(0);
+    }
+    shuffles.push(...lanes, ...Array<number>(8 - lanes.length).fill(NONE));
+    crs.push(...cr, ...Array<number>(8 - cr.length).fill(0));
+  }
+  return { shuffles, crs };
+}
+
+/**
+ * For the sending step, by the prefix mask of a group of four lanes (bit k: a byte goes
+ * before lane k): the shuffle that writes each lane, twice where it has a prefix, and 0xff at
+ * the prefix's place. A prefixed LF becomes the CR of a CRLF there (LF + 3); a prefixed '.'
+ * stays a '.'.
+ */
+function sendTables(): { shuffles: number[]; prefixes: number[] } {
+  const shuffles: number[] = [];
+  const prefixes: number[] = [];
+  for (let mask = 0; mask < 16; mask += 1) {
+    const lanes: number[] = [];
+    const prefix: number[] = [];
+    for (let lane = 0; lane < 4; lane += 1) {
+      if (((mask >> lane) & 1) === 1) {
+        lanes.push(lane);
+        prefix.push(0xff);
+      }
+      lanes.push(lane);
+      prefix.push(0);
+    }
+    shuffles.push(...lanes, ...Array<number>(8 - lanes.length).fill(NONE));
+    prefixes.push(...prefix, ...Array<number>(8 - prefix.length).fill(0));
+  }
+  return { shuffles, prefixes };
+}
+
 // sign(n, state) -> relaxed length at OUT1; g0 = new state, g1 = nofws length at OUT2.
-const S = { n: 0, state: 1, i: 2, a: 3, b: 4, x: 5, sp: 6, cr: 7, run: 8, w: 9, m: 10 };
+const S = { n: 0, state: 1, i: 2, a: 3, b: 4, x: 5, sp: 6, cr: 7, run: 8, wsm: 9, lfm: 10, keep: 11, t: 12, w: 13, m: 14, v: 15, next: 16, ws: 17, tr: 18 };
 /**
  * The bytes of the i64 `w` below 0x21 (white space, line ends, controls) flagged in their top
  * bit: (w - 0x21…21) & ~w & 0x80…80. A borrow can flag a byte above a flagged one, never below,
@@ -63,12 +131,63 @@ function flushSpaceFn(): Code {
   return [get(S.sp), op.if([...put(S.a, k(SP)), k(0), set(S.sp)])];
 }
 const flushSpace: Code = flushSpaceFn();
+/**
+ * Group `g` (lanes 4g to 4g+3) of the vector in local `vector` written at local `out`: the
+ * lanes whose bit is set in local `keep`, a CR before each LF (S.lfm). The table index is the
+ * group's keep bits with its LF bits above them (S.t = index × 8); an LF is always kept, so
+ * the group's length is the index's bit count.
+ */
+const signGroup = (out: number, vector: number, keep: number, g: number): Code => [
+  get(keep), k(4 * g), op.shrU, k(15), op.and,
+  get(S.lfm), k(4 * g), op.shrU, k(15), op.and, k(4), op.shl, op.or,
+  k(3), op.shl, set(S.t),
+  get(out),
+  get(vector), get(S.t), op.v128Load64Zero(SIGN_SHUFFLES), ...(g > 0 ? [...splat(4 * g), op.i8x16Add] : []), op.i8x16Swizzle,
+  get(S.t), op.v128Load64Zero(SIGN_CRS), op.v128Or,
+  op.v128Store(),
+  get(out), get(S.t), op.popcnt, op.add, set(out),
+];
+const fourGroups = (group: (g: number) => Code): Code => [0, 1, 2, 3].map(group);
+/**
+ * Sixteen bytes at once, when the byte after them is there too and none of them is a CR.
+ * Relaxed keeps a white space only when it ends its run and no line end follows, as one SP:
+ * the same bytes as writing the first of each run, and it needs to look only at the next byte.
+ * So no space is pending after the block; one pending from before is written first, unless the
+ * block starts with white space (the same run) or a line end.
+ */
+const signSixteen: Code = [
+  get(S.i), k(17), op.add, get(S.n), op.gtU, op.eqz,
+  op.if([
+    get(S.i), op.v128Load(), set(S.v),
+    ...lanesEqual(S.v, CR), op.v128AnyTrue, op.eqz,
+    op.if([
+      get(S.i), op.v128Load(1), set(S.next),
+      ...lanesEqual(S.v, SP), ...lanesEqual(S.v, HTAB), op.v128Or, set(S.ws),
+      get(S.ws), op.i8x16Bitmask, set(S.wsm),
+      ...lanesEqual(S.v, LF), op.i8x16Bitmask, set(S.lfm),
+      get(S.sp), op.if([get(S.wsm), get(S.lfm), op.or, k(1), op.and, op.eqz, op.if(put(S.a, k(SP))), k(0), set(S.sp)]),
+      // A block without white space or LF (a base64 line, say) is written as it is.
+      get(S.wsm), get(S.lfm), op.or, op.eqz,
+      op.if([get(S.a), get(S.v), op.v128Store(), ...bump(S.a, 16), get(S.b), get(S.v), op.v128Store(), ...bump(S.b, 16), ...bump(S.i, 16), op.br('next')]),
+      get(S.ws),
+      ...lanesEqual(S.next, SP), ...lanesEqual(S.next, HTAB), op.v128Or, ...lanesEqual(S.next, LF), op.v128Or, ...lanesEqual(S.next, CR), op.v128Or,
+      op.v128And, op.i8x16Bitmask, k(0xffff), op.xor, set(S.keep),
+      ...splat(SP), get(S.v), get(S.ws), op.v128Bitselect, set(S.tr),
+      ...fourGroups((g) => signGroup(S.a, S.tr, S.keep, g)),
+      get(S.wsm), k(0xffff), op.xor, set(S.keep),
+      ...fourGroups((g) => signGroup(S.b, S.v, S.keep, g)),
+      ...bump(S.i, 16),
+      op.br('next'),
+    ]),
+  ]),
+];
 const copyByte: Code = [...flushSpace, ...put(S.a, get(S.x)), ...put(S.b, get(S.x)), op.br('next')];
 const sign: Code = [
   k(OUT1), set(S.a), k(OUT2), set(S.b), get(S.state), k(SPACE), op.and, set(S.sp),
   ...skipSplitLf(S.state, S.n, S.i),
   op.block('done', op.loop('next',
     get(S.i), get(S.n), op.geU, op.brIf('done'),
+    signSixteen,
     eightPrintable,
     get(S.i), op.load8, set(S.x), ...bump(S.i, 1),
     get(S.x), k(SP), op.gtU, op.if(copyByte),
@@ -83,7 +202,7 @@ const sign: Code = [
 ];
 
 // send(n, state, normalise, stuff) -> length at OUT1; g0 = new state.
-const T = { n: 0, state: 1, normalise: 2, stuff: 3, i: 4, o: 5, x: 6, bol: 7, cr: 8, run: 9, w: 10, m: 11 };
+const T = { n: 0, state: 1, normalise: 2, stuff: 3, i: 4, o: 5, x: 6, bol: 7, cr: 8, run: 9, lfm: 10, pm: 11, t: 12, w: 13, m: 14, v: 15, u: 16 };
 /** Non-zero iff a byte of the i64 `w` is `byte`: (v - 0x01…01) & ~v & 0x80…80, v = w ^ byte…byte. */
 const hasByte = (byte: number): Code => [
   get(T.w), op.const64(ONES * BigInt(byte)), op.xor64, op.const64(ONES), op.sub64,
@@ -108,11 +227,45 @@ const eightPlain: Code = [
   ]),
 ];
 const sendByte: Code = [...put(T.o, get(T.x)), k(0), set(T.bol), op.br('next')];
+/** Group `g` of T.v written at T.o: every lane, a byte before those with their bit in T.pm. */
+const sendGroup = (g: number): Code => [
+  get(T.pm), k(4 * g), op.shrU, k(15), op.and, k(3), op.shl, set(T.t),
+  get(T.o),
+  get(T.v), get(T.t), op.v128Load64Zero(SEND_SHUFFLES), ...(g > 0 ? [...splat(4 * g), op.i8x16Add] : []), op.i8x16Swizzle, set(T.u),
+  get(T.u), ...lanesEqual(T.u, LF), get(T.t), op.v128Load64Zero(SEND_PREFIXES), op.v128And, ...splat(CR - LF), op.v128And, op.i8x16Add,
+  op.v128Store(),
+  get(T.o), get(T.t), op.popcnt, k(4), op.add, op.add, set(T.o),
+];
+/**
+ * Sixteen bytes at once when none is a CR: a CR before each LF (when normalising), a second
+ * '.' before each that starts a line (when stuffing). Lane 0 starts a line if the last byte
+ * before the block ended one (T.bol); the others if the lane before is an LF.
+ */
+const sendSixteen: Code = [
+  get(T.i), k(16), op.add, get(T.n), op.gtU, op.eqz,
+  op.if([
+    get(T.i), op.v128Load(), set(T.v),
+    ...lanesEqual(T.v, CR), op.v128AnyTrue, op.eqz,
+    op.if([
+      ...lanesEqual(T.v, LF), op.i8x16Bitmask, set(T.lfm),
+      get(T.v), get(T.bol), k(LF), op.mul, op.i8x16Splat, op.i8x16Shuffle([16, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]),
+      ...splat(LF), op.i8x16Eq,
+      ...lanesEqual(T.v, DOT), op.v128And, op.i8x16Bitmask, k(0), get(T.stuff), op.sub, op.and,
+      get(T.lfm), k(0), get(T.normalise), op.sub, op.and, op.or, set(T.pm),
+      // Most blocks of most text have nothing to put in: the sixteen bytes as they are.
+      get(T.pm), op.if(fourGroups(sendGroup), [get(T.o), get(T.v), op.v128Store(), ...bump(T.o, 16)]),
+      get(T.lfm), k(15), op.shrU, set(T.bol),
+      ...bump(T.i, 16),
+      op.br('next'),
+    ]),
+  ]),
+];
 const send: Code = [
   k(OUT1), set(T.o), get(T.state), k(2), op.shrU, k(1), op.and, set(T.bol),
   ...skipSplitLf(T.state, T.n, T.i),
   op.block('done', op.loop('next',
     get(T.i), get(T.n), op.geU, op.brIf('done'),
+    sendSixteen,
     eightPlain,
     get(T.i), op.load8, set(T.x), ...bump(T.i, 1),
     get(T.x), k(DOT), op.gtU, op.if(sendByte),
@@ -130,8 +283,15 @@ const send: Code = [
 
 /** The module kernels.ts instantiates. */
 export function kernelModuleBytes(): Uint8Array {
-  return moduleBytes(PAGES, 2, [
-    { name: 'sign', params: 2, locals: 7, locals64: 2, body: sign },
-    { name: 'send', params: 4, locals: 6, locals64: 2, body: send },
-  ]);
+  const signing = signTables();
+  const sending = sendTables();
+  return moduleBytes(
+    PAGES,
+    2,
+    [
+      { name: 'sign', params: 2, locals: 11, locals64: 2, locals128: 4, body: sign },
+      { name: 'send', params: 4, locals: 9, locals64: 2, locals128: 2, body: send },
+    ],
+    [{ offset: TABLES, bytes: [...signing.shuffles, ...signing.crs, ...sending.shuffles, ...sending.prefixes] }],
+  );
 }

@@ -1,6 +1,6 @@
 // Just enough of a WebAssembly binary encoder (https://webassembly.github.io/spec/core/binary/)
 // to write the byte loops of tools/kernels/kernels-source.ts. Those loops run at native speed where
-// the same loops in JavaScript cost 2-6 ns a byte. The module (about 1 KiB) is encoded from the
+// the same loops in JavaScript cost 2-6 ns a byte. The module (about 7 KiB) is encoded from the
 // code in this repository, so there is no toolchain and no binary from elsewhere; kernels.ts
 // holds the encoded bytes and test/canon/kernels.test.ts checks them against this encoder.
 //
@@ -17,6 +17,7 @@ type Control =
 
 export const I32 = 0x7f;
 export const I64 = 0x7e;
+export const V128 = 0x7b;
 
 /** Unsigned LEB128. */
 export function uleb(value: number): number[] {
@@ -92,6 +93,32 @@ export const op = {
   or: [0x72],
   shl: [0x74],
   shrU: [0x76],
+  mul: [0x6c],
+  xor: [0x73],
+  popcnt: [0x69],
+  /** i32.load8_u at the address on the stack plus `offset`. */
+  load8At: (offset: number): number[] => [0x2d, 0, ...uleb(offset)],
+  // 128-bit SIMD (https://webassembly.github.io/spec/core/binary/instructions.html#vector-instructions),
+  // unaligned, at the address on the stack plus `offset`.
+  v128Load: (offset = 0): number[] => [0xfd, ...uleb(0x00), 0, ...uleb(offset)],
+  /** Eight bytes into the low lanes, zero in the high ones. */
+  v128Load64Zero: (offset = 0): number[] => [0xfd, ...uleb(0x5d), 0, ...uleb(offset)],
+  v128Store: (offset = 0): number[] => [0xfd, ...uleb(0x0b), 0, ...uleb(offset)],
+  v128Const: (lanes: readonly number[]): number[] => [0xfd, ...uleb(0x0c), ...bytes16(lanes)],
+  /** The 16 lanes of the result, each picked from the 32 lanes of the two operands. */
+  i8x16Shuffle: (lanes: readonly number[]): number[] => [0xfd, ...uleb(0x0d), ...bytes16(lanes)],
+  /** Lanes of the first operand picked by the lanes of the second; an index above 15 gives 0. */
+  i8x16Swizzle: [0xfd, ...uleb(0x0e)],
+  i8x16Splat: [0xfd, ...uleb(0x0f)],
+  i8x16Eq: [0xfd, ...uleb(0x23)],
+  v128And: [0xfd, ...uleb(0x4e)],
+  v128Or: [0xfd, ...uleb(0x50)],
+  /** v128.bitselect(a, b, mask): a where mask bits are set, b elsewhere. */
+  v128Bitselect: [0xfd, ...uleb(0x52)],
+  v128AnyTrue: [0xfd, ...uleb(0x53)],
+  /** One bit per lane, lane 0 lowest: its top bit. */
+  i8x16Bitmask: [0xfd, ...uleb(0x64)],
+  i8x16Add: [0xfd, ...uleb(0x6e)],
   block: (label: string, ...body: Item[]): Control => ({ kind: 'block', label, body }),
   loop: (label: string, ...body: Item[]): Control => ({ kind: 'loop', label, body }),
   /** if (condition on the stack) { body } else { otherwise }, with no result. */
@@ -101,6 +128,11 @@ export const op = {
 } as const;
 
 const EMPTY_BLOCK_TYPE = 0x40;
+
+function bytes16(lanes: readonly number[]): number[] {
+  if (lanes.length !== 16 || lanes.some((lane) => !Number.isInteger(lane) || lane < 0 || lane > 255)) throw new Error('16 byte lanes expected');
+  return [...lanes];
+}
 
 function emit(code: Code, labels: Array<string | null>, out: number[]): void {
   for (const item of code) {
@@ -148,6 +180,8 @@ export interface FunctionSpec {
   readonly locals: number;
   /** i64 locals, numbered after those. */
   readonly locals64?: number;
+  /** v128 locals, numbered after those. */
+  readonly locals128?: number;
   /** One i32 result. */
   readonly body: Code;
 }
@@ -165,11 +199,18 @@ function name(text: string): number[] {
   return [...uleb(bytes.length), ...bytes];
 }
 
+/** Bytes the memory holds from the start, at `offset`. */
+export interface DataSpec {
+  readonly offset: number;
+  readonly bytes: readonly number[];
+}
+
 /**
- * A module with one memory of `pages` 64 KiB pages (exported as "memory"), `globals` mutable
- * i32 globals (exported as "g0", "g1"...), and the functions, all i32 -> i32, exported by name.
+ * A module with one memory of `pages` 64 KiB pages (exported as "memory") holding `data`,
+ * `globals` mutable i32 globals (exported as "g0", "g1"...), and the functions, all i32 -> i32,
+ * exported by name.
  */
-export function moduleBytes(pages: number, globals: number, functions: readonly FunctionSpec[]): Uint8Array {
+export function moduleBytes(pages: number, globals: number, functions: readonly FunctionSpec[], data: readonly DataSpec[] = []): Uint8Array {
   const types = functions.map((f) => [0x60, ...uleb(f.params), ...Array<number>(f.params).fill(I32), 1, I32]);
   const globalDefs = Array.from({ length: globals }, () => [I32, 1, ...op.const(0), 0x0b]);
   const exports = [
@@ -180,7 +221,11 @@ export function moduleBytes(pages: number, globals: number, functions: readonly 
   const bodies = functions.map((f) => {
     const code: number[] = [];
     emit(f.body, [], code);
-    const groups = [...(f.locals > 0 ? [[...uleb(f.locals), I32]] : []), ...(f.locals64 ? [[...uleb(f.locals64), I64]] : [])];
+    const groups = [
+      ...(f.locals > 0 ? [[...uleb(f.locals), I32]] : []),
+      ...(f.locals64 ? [[...uleb(f.locals64), I64]] : []),
+      ...(f.locals128 ? [[...uleb(f.locals128), V128]] : []),
+    ];
     const content = [...vector(groups), ...code, 0x0b];
     return [...uleb(content.length), ...content];
   });
@@ -192,5 +237,6 @@ export function moduleBytes(pages: number, globals: number, functions: readonly 
     ...section(6, vector(globalDefs)),
     ...section(7, vector(exports)),
     ...section(10, vector(bodies)),
+    ...(data.length > 0 ? section(11, vector(data.map((d) => [0, ...op.const(d.offset), 0x0b, ...uleb(d.bytes.length), ...d.bytes]))) : []),
   ]);
 }
