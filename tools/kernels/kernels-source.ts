@@ -49,57 +49,39 @@ const SEND_SHUFFLES = SIGN_CRS + 256 * 8;
 const SEND_PREFIXES = SEND_SHUFFLES + 16 * 8;
 
 /**
- * For the signing step, by the index keep | lf << 4 of a group of four lanes (bit k: lane k
- * is kept, lane k is an LF): the shuffle that writes the kept lanes in order, and a CR (from
- * the second table, OR-ed in) before each LF. Eight bytes each; what is past the group's
- * length is overwritten by the next group.
+ * A table of `count` entries of eight bytes each, and a second table beside it: for each lane
+ * of a group of four, `bytesOf(entry, lane)` gives what the group writes for it, each byte as
+ * the lane the shuffle takes it from and the byte of the second table at its place. What is
+ * past a group's length is written, and overwritten by the next group.
  */
-function signTables(): { shuffles: number[]; crs: number[] } {
+function groupTables(count: number, bytesOf: (entry: number, lane: number) => Array<readonly [number, number]>): { shuffles: number[]; seconds: number[] } {
   const shuffles: number[] = [];
-  const crs: number[] = [];
-  for (let index = 0; index < 256; index += 1) {
-    const lanes: number[] = [];
-    const cr: number[] = [];
-    for (let lane = 0; lane < 4; lane += 1) {
-      if (((index >> lane) & 1) === 0) continue;
-      if (((index >> (lane + 4)) & 1) === 1) {
-        lanes.push(NONE);
-        cr.push(CR);
-      }
-      lanes.push(lane);
-      cr.push(0);
-    }
-    shuffles.push(...lanes, ...Array<number>(8 - lanes.length).fill(NONE));
-    crs.push(...cr, ...Array<number>(8 - cr.length).fill(0));
+  const seconds: number[] = [];
+  for (let entry = 0; entry < count; entry += 1) {
+    const bytes = [0, 1, 2, 3].flatMap((lane) => bytesOf(entry, lane));
+    shuffles.push(...bytes.map(([from]) => from), ...Array<number>(8 - bytes.length).fill(NONE));
+    seconds.push(...bytes.map(([, second]) => second), ...Array<number>(8 - bytes.length).fill(0));
   }
-  return { shuffles, crs };
+  return { shuffles, seconds };
 }
 
 /**
- * For the sending step, by the prefix mask of a group of four lanes (bit k: a byte goes
- * before lane k): the shuffle that writes each lane, twice where it has a prefix, and 0xff at
- * the prefix's place. A prefixed LF becomes the CR of a CRLF there (LF + 3); a prefixed '.'
- * stays a '.'.
+ * For the signing step, by the index keep | lf << 4 (bit k: lane k is kept, lane k is an LF):
+ * the kept lanes in order, and a CR (OR-ed in from the second table) before each LF.
  */
-function sendTables(): { shuffles: number[]; prefixes: number[] } {
-  const shuffles: number[] = [];
-  const prefixes: number[] = [];
-  for (let mask = 0; mask < 16; mask += 1) {
-    const lanes: number[] = [];
-    const prefix: number[] = [];
-    for (let lane = 0; lane < 4; lane += 1) {
-      if (((mask >> lane) & 1) === 1) {
-        lanes.push(lane);
-        prefix.push(0xff);
-      }
-      lanes.push(lane);
-      prefix.push(0);
-    }
-    shuffles.push(...lanes, ...Array<number>(8 - lanes.length).fill(NONE));
-    prefixes.push(...prefix, ...Array<number>(8 - prefix.length).fill(0));
-  }
-  return { shuffles, prefixes };
-}
+const signTables = (): { shuffles: number[]; seconds: number[] } =>
+  groupTables(256, (index, lane) => {
+    if (((index >> lane) & 1) === 0) return [];
+    return ((index >> (lane + 4)) & 1) === 1 ? [[NONE, CR], [lane, 0]] : [[lane, 0]];
+  });
+
+/**
+ * For the sending step, by the prefix mask (bit k: a byte goes before lane k): each lane, twice
+ * where it has a prefix, with 0xff at the prefix's place in the second table. A prefixed LF
+ * becomes the CR of a CRLF there (LF + 3); a prefixed '.' stays a '.'.
+ */
+const sendTables = (): { shuffles: number[]; seconds: number[] } =>
+  groupTables(16, (mask, lane) => (((mask >> lane) & 1) === 1 ? [[lane, 0xff], [lane, 0]] : [[lane, 0]]));
 
 // sign(n, state) -> relaxed length at OUT1; g0 = new state, g1 = nofws length at OUT2.
 const S = { n: 0, state: 1, i: 2, a: 3, b: 4, x: 5, sp: 6, cr: 7, run: 8, wsm: 9, lfm: 10, keep: 11, t: 12, w: 13, m: 14, v: 15, next: 16, ws: 17, tr: 18 };
@@ -149,38 +131,39 @@ const signGroup = (out: number, vector: number, keep: number, g: number): Code =
 ];
 const fourGroups = (group: (g: number) => Code): Code => [0, 1, 2, 3].map(group);
 /**
+ * `body` with local `v` holding the sixteen bytes at local `i`, when `ahead` bytes from there
+ * are in the input (`n`) and none of the sixteen is a CR.
+ */
+const sixteenWithoutCr = (i: number, n: number, v: number, ahead: number, body: Code): Code => [
+  get(i), k(ahead), op.add, get(n), op.gtU, op.eqz,
+  op.if([get(i), op.v128Load(), set(v), ...lanesEqual(v, CR), op.v128AnyTrue, op.eqz, op.if(body)]),
+];
+/**
  * Sixteen bytes at once, when the byte after them is there too and none of them is a CR.
  * Relaxed keeps a white space only when it ends its run and no line end follows, as one SP:
  * the same bytes as writing the first of each run, and it needs to look only at the next byte.
  * So no space is pending after the block; one pending from before is written first, unless the
  * block starts with white space (the same run) or a line end.
  */
-const signSixteen: Code = [
-  get(S.i), k(17), op.add, get(S.n), op.gtU, op.eqz,
-  op.if([
-    get(S.i), op.v128Load(), set(S.v),
-    ...lanesEqual(S.v, CR), op.v128AnyTrue, op.eqz,
-    op.if([
-      get(S.i), op.v128Load(1), set(S.next),
-      ...lanesEqual(S.v, SP), ...lanesEqual(S.v, HTAB), op.v128Or, set(S.ws),
-      get(S.ws), op.i8x16Bitmask, set(S.wsm),
-      ...lanesEqual(S.v, LF), op.i8x16Bitmask, set(S.lfm),
-      get(S.sp), op.if([get(S.wsm), get(S.lfm), op.or, k(1), op.and, op.eqz, op.if(put(S.a, k(SP))), k(0), set(S.sp)]),
-      // A block without white space or LF (a base64 line, say) is written as it is.
-      get(S.wsm), get(S.lfm), op.or, op.eqz,
-      op.if([get(S.a), get(S.v), op.v128Store(), ...bump(S.a, 16), get(S.b), get(S.v), op.v128Store(), ...bump(S.b, 16), ...bump(S.i, 16), op.br('next')]),
-      get(S.ws),
-      ...lanesEqual(S.next, SP), ...lanesEqual(S.next, HTAB), op.v128Or, ...lanesEqual(S.next, LF), op.v128Or, ...lanesEqual(S.next, CR), op.v128Or,
-      op.v128And, op.i8x16Bitmask, k(0xffff), op.xor, set(S.keep),
-      ...splat(SP), get(S.v), get(S.ws), op.v128Bitselect, set(S.tr),
-      ...fourGroups((g) => signGroup(S.a, S.tr, S.keep, g)),
-      get(S.wsm), k(0xffff), op.xor, set(S.keep),
-      ...fourGroups((g) => signGroup(S.b, S.v, S.keep, g)),
-      ...bump(S.i, 16),
-      op.br('next'),
-    ]),
-  ]),
-];
+const signSixteen: Code = sixteenWithoutCr(S.i, S.n, S.v, 17, [
+  get(S.i), op.v128Load(1), set(S.next),
+  ...lanesEqual(S.v, SP), ...lanesEqual(S.v, HTAB), op.v128Or, set(S.ws),
+  get(S.ws), op.i8x16Bitmask, set(S.wsm),
+  ...lanesEqual(S.v, LF), op.i8x16Bitmask, set(S.lfm),
+  get(S.sp), op.if([get(S.wsm), get(S.lfm), op.or, k(1), op.and, op.eqz, op.if(put(S.a, k(SP))), k(0), set(S.sp)]),
+  // A block without white space or LF (a base64 line, say) is written as it is.
+  get(S.wsm), get(S.lfm), op.or, op.eqz,
+  op.if([get(S.a), get(S.v), op.v128Store(), ...bump(S.a, 16), get(S.b), get(S.v), op.v128Store(), ...bump(S.b, 16), ...bump(S.i, 16), op.br('next')]),
+  get(S.ws),
+  ...lanesEqual(S.next, SP), ...lanesEqual(S.next, HTAB), op.v128Or, ...lanesEqual(S.next, LF), op.v128Or, ...lanesEqual(S.next, CR), op.v128Or,
+  op.v128And, op.i8x16Bitmask, k(0xffff), op.xor, set(S.keep),
+  ...splat(SP), get(S.v), get(S.ws), op.v128Bitselect, set(S.tr),
+  ...fourGroups((g) => signGroup(S.a, S.tr, S.keep, g)),
+  get(S.wsm), k(0xffff), op.xor, set(S.keep),
+  ...fourGroups((g) => signGroup(S.b, S.v, S.keep, g)),
+  ...bump(S.i, 16),
+  op.br('next'),
+]);
 const copyByte: Code = [...flushSpace, ...put(S.a, get(S.x)), ...put(S.b, get(S.x)), op.br('next')];
 const sign: Code = [
   k(OUT1), set(S.a), k(OUT2), set(S.b), get(S.state), k(SPACE), op.and, set(S.sp),
@@ -241,25 +224,18 @@ const sendGroup = (g: number): Code => [
  * '.' before each that starts a line (when stuffing). Lane 0 starts a line if the last byte
  * before the block ended one (T.bol); the others if the lane before is an LF.
  */
-const sendSixteen: Code = [
-  get(T.i), k(16), op.add, get(T.n), op.gtU, op.eqz,
-  op.if([
-    get(T.i), op.v128Load(), set(T.v),
-    ...lanesEqual(T.v, CR), op.v128AnyTrue, op.eqz,
-    op.if([
-      ...lanesEqual(T.v, LF), op.i8x16Bitmask, set(T.lfm),
-      get(T.v), get(T.bol), k(LF), op.mul, op.i8x16Splat, op.i8x16Shuffle([16, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]),
-      ...splat(LF), op.i8x16Eq,
-      ...lanesEqual(T.v, DOT), op.v128And, op.i8x16Bitmask, k(0), get(T.stuff), op.sub, op.and,
-      get(T.lfm), k(0), get(T.normalise), op.sub, op.and, op.or, set(T.pm),
-      // Most blocks of most text have nothing to put in: the sixteen bytes as they are.
-      get(T.pm), op.if(fourGroups(sendGroup), [get(T.o), get(T.v), op.v128Store(), ...bump(T.o, 16)]),
-      get(T.lfm), k(15), op.shrU, set(T.bol),
-      ...bump(T.i, 16),
-      op.br('next'),
-    ]),
-  ]),
-];
+const sendSixteen: Code = sixteenWithoutCr(T.i, T.n, T.v, 16, [
+  ...lanesEqual(T.v, LF), op.i8x16Bitmask, set(T.lfm),
+  get(T.v), get(T.bol), k(LF), op.mul, op.i8x16Splat, op.i8x16Shuffle([16, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]),
+  ...splat(LF), op.i8x16Eq,
+  ...lanesEqual(T.v, DOT), op.v128And, op.i8x16Bitmask, k(0), get(T.stuff), op.sub, op.and,
+  get(T.lfm), k(0), get(T.normalise), op.sub, op.and, op.or, set(T.pm),
+  // Most blocks of most text have nothing to put in: the sixteen bytes as they are.
+  get(T.pm), op.if(fourGroups(sendGroup), [get(T.o), get(T.v), op.v128Store(), ...bump(T.o, 16)]),
+  get(T.lfm), k(15), op.shrU, set(T.bol),
+  ...bump(T.i, 16),
+  op.br('next'),
+]);
 const send: Code = [
   k(OUT1), set(T.o), get(T.state), k(2), op.shrU, k(1), op.and, set(T.bol),
   ...skipSplitLf(T.state, T.n, T.i),
@@ -292,6 +268,6 @@ export function kernelModuleBytes(): Uint8Array {
       { name: 'sign', params: 2, locals: 11, locals64: 2, locals128: 4, body: sign },
       { name: 'send', params: 4, locals: 9, locals64: 2, locals128: 2, body: send },
     ],
-    [{ offset: TABLES, bytes: [...signing.shuffles, ...signing.crs, ...sending.shuffles, ...sending.prefixes] }],
+    [{ offset: TABLES, bytes: [...signing.shuffles, ...signing.seconds, ...sending.shuffles, ...sending.seconds] }],
   );
 }
