@@ -143,11 +143,17 @@ const STAND_INS = {
   net: 'src/verify/mailauth-net.ts',
   tldts: 'src/verify/mailauth-tldts.ts',
 };
+// And one module of mailauth's own: the body's relaxed canonicalization, which its DKIM
+// verifier gets from lib/dkim/body/index.js, done by the signer's WebAssembly loop.
+const RELAXED_IMPORTER = `${'/'}node_modules${'/'}mailauth${'/'}lib${'/'}dkim${'/'}body${'/'}index.js`;
 const mailauthStandIns = {
   name: 'mailauth-stand-ins',
   setup(b) {
     b.onResolve({ filter: new RegExp(`^(${Object.keys(STAND_INS).join('|')})$`) }, (args) =>
       args.importer.includes(`${'/'}node_modules${'/'}mailauth${'/'}`) ? { path: `${root}${STAND_INS[args.path]}` } : undefined,
+    );
+    b.onResolve({ filter: /^\.\/relaxed$/ }, (args) =>
+      args.importer.endsWith(RELAXED_IMPORTER) ? { path: `${root}src/verify/mailauth-relaxed.ts` } : undefined,
     );
   },
 };

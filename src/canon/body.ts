@@ -77,9 +77,12 @@ export class SigningBodyPass {
     this.nofws = sinks.nofws ? new TrailingEmptyLines(sinks.nofws, sinks.separator ? 1 : 0) : null;
   }
 
-  /** Null where WebAssembly is not available: the caller then uses the JavaScript canonicalizers. */
-  static create(sinks: BodySinks): SigningBodyPass | null {
-    const kernel = Kernel.create();
+  /**
+   * Null where WebAssembly is not available: the caller then uses the JavaScript canonicalizers.
+   * `kernel`: an instance to share with other passes, each of which hands on its outputs
+   * before the next call.
+   */
+  static create(sinks: BodySinks, kernel: Kernel | null = Kernel.create()): SigningBodyPass | null {
     return kernel ? new SigningBodyPass(kernel, sinks) : null;
   }
 

@@ -30,8 +30,9 @@ test('the entry bundle holds the pass-through but not the verifying path; the ch
 
 test('mailauth is in its own bundle, without its signer entry, BIMI, joi, or the admin and delivery packages', () => {
   assert.ok(mailauth.includes('node_modules/mailauth/lib/dkim/verify.js'));
-  const standIns = ['src/verify/mailauth-joi.ts', 'src/verify/mailauth-net.ts', 'src/verify/mailauth-tldts.ts'];
-  assert.deepEqual(mailauth.filter((path) => path.startsWith('src/')), standIns, 'of ours only the stand-ins for joi, node:net and tldts');
+  // The stand-in for mailauth's RelaxedHash brings the signing loop it runs on.
+  const standIns = ['src/canon/body.ts', 'src/canon/kernels.ts', 'src/verify/mailauth-joi.ts', 'src/verify/mailauth-net.ts', 'src/verify/mailauth-relaxed.ts', 'src/verify/mailauth-tldts.ts'];
+  assert.deepEqual(mailauth.filter((path) => path.startsWith('src/')), standIns, 'of ours only the stand-ins for joi, node:net, tldts and RelaxedHash');
   for (const path of ['node_modules/mailauth/lib/mailauth.js', 'node_modules/mailauth/lib/bimi/index.js', 'node_modules/mailauth/lib/dkim/sign.js']) {
     assert.ok(!mailauth.includes(path), path);
   }
