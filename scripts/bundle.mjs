@@ -143,9 +143,11 @@ const STAND_INS = {
   net: 'src/verify/mailauth-net.ts',
   tldts: 'src/verify/mailauth-tldts.ts',
 };
-// And one module of mailauth's own: the body's relaxed canonicalization, which its DKIM
-// verifier gets from lib/dkim/body/index.js, done by the signer's WebAssembly loop.
+// And two modules of mailauth's own, for loops over every byte of the body: its relaxed
+// canonicalization, which its DKIM verifier gets from lib/dkim/body/index.js, and the parser the
+// verifier extends, whose scan for bare LFs the WebAssembly loops do instead.
 const RELAXED_IMPORTER = `${'/'}node_modules${'/'}mailauth${'/'}lib${'/'}dkim${'/'}body${'/'}index.js`;
+const PARSER_IMPORTER = `${'/'}node_modules${'/'}mailauth${'/'}lib${'/'}dkim${'/'}dkim-verifier.js`;
 const mailauthStandIns = {
   name: 'mailauth-stand-ins',
   setup(b) {
@@ -154,6 +156,9 @@ const mailauthStandIns = {
     );
     b.onResolve({ filter: /^\.\/relaxed$/ }, (args) =>
       args.importer.endsWith(RELAXED_IMPORTER) ? { path: `${root}src/verify/mailauth-relaxed.ts` } : undefined,
+    );
+    b.onResolve({ filter: /^\.\/message-parser$/ }, (args) =>
+      args.importer.endsWith(PARSER_IMPORTER) ? { path: `${root}src/verify/mailauth-parser.ts` } : undefined,
     );
   },
 };

@@ -28,3 +28,16 @@ declare module 'mailauth/lib/dkim/mime-structure-start-finder.js' {
     getMimeStructureStart(): number;
   }
 }
+
+// What mailauth's message parsers share (lib/dkim/message-parser.js): the stand-in of
+// src/verify/mailauth-parser.ts replaces the scan for bare LFs.
+declare module 'mailauth/lib/dkim/message-parser.js' {
+  import { Writable } from 'node:stream';
+  export class MessageParser extends Writable {
+    /** The last byte scanned, for an LF at the start of the next chunk. */
+    lastByte?: number;
+    byteLength: number;
+    /** The chunk with every LF not after a CR made a CRLF, in parts. */
+    ensureLinebreaks(input: Buffer): Generator<Buffer>;
+  }
+}

@@ -16,15 +16,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { RelaxedHash as MailauthRelaxedHash } from 'mailauth/lib/dkim/body/relaxed.js';
 import { MimeStructureStartFinder, type ContentType } from 'mailauth/lib/dkim/mime-structure-start-finder.js';
 import { SigningBodyPass } from '../canon/body.ts';
-import { Kernel } from '../canon/kernels.ts';
-
-/**
- * One instance of the loop for every hash: a pass hands each output to its hash before the
- * next call, so the views it gets are never overwritten while in use, and a message with many
- * signatures does not reserve the loop's memory many times over.
- */
-let shared: Kernel | null | undefined;
-const kernel = (): Kernel | null => (shared === undefined ? (shared = Kernel.create()) : shared);
+import { sharedKernel } from './mailauth-kernel.ts';
 
 export class RelaxedHash {
   /** Body bytes given, canonical bytes made, canonical bytes hashed (at most l=). */
@@ -48,7 +40,7 @@ export class RelaxedHash {
     this.maxBodyLength = maxBodyLength;
     this.maxSizeReached = maxBodyLength === 0;
     this.bodyHash = createHash((algorithm || 'sha256').split('-').pop()?.toLowerCase() ?? 'sha256');
-    const loop = kernel();
+    const loop = sharedKernel();
     this.pass = loop && SigningBodyPass.create({ relaxed: (data) => this.updateBodyHash(data), nofws: null, separator: false }, loop);
     this.reference = this.pass ? null : new MailauthRelaxedHash(algorithm, maxBodyLength);
   }
