@@ -1,8 +1,9 @@
 // What mailauth's DKIM verifier extends in place of its MessageParser (lib/dkim/message-parser.js)
 // in the verify bundle (scripts/bundle.mjs): mailauth's own class, but for the scan that turns
 // a bare LF into CRLF. mailauth looks at every byte of the message for one, in JavaScript: about
-// half the CPU of a long message with a DKIM signature. qmail-dkverify hands mailauth the message
-// normalised to CRLF already (src/verify/check.ts), where that scan never changes a byte.
+// half the CPU of a long message with a DKIM signature, once its relaxed hash is the loop
+// (mailauth-relaxed.ts). qmail-dkverify hands mailauth the message normalised to CRLF already
+// (src/verify/check.ts), where that scan never changes a byte.
 //
 // Here the body loop that normalises line ends (src/canon/kernels.ts, the send pass without
 // dot-stuffing) tells at native speed whether a chunk has anything to change. That pass only
