@@ -12,6 +12,7 @@ import { SigningBodyPass } from '../../src/canon/body.ts';
 import { DkCanonicalizer } from '../../src/canon/dk.ts';
 import { CrlfNormalizer } from '../../src/mail/message.ts';
 import { DotStuffer } from '../../src/delivery/transparency.ts';
+import { generator } from '../helpers/generator.ts';
 
 function normaliseJs(raw: Buffer): Buffer {
   const n = new CrlfNormalizer(false);
@@ -69,15 +70,6 @@ function checkSigning(name: string, raw: Buffer): void {
     // run of white space or of empty lines in both.
     for (let at = 1; at < raw.length; at++) assert.deepEqual(pass(raw, [at], separator), expected, `${name}: cut at ${at}`);
   }
-}
-
-// A small deterministic generator, so a failure names a reproducible case.
-function generator(seed: number): (n: number) => number {
-  let state = seed;
-  return (n) => {
-    state = (state * 1103515245 + 12345) % 2147483648;
-    return state % n;
-  };
 }
 
 // Long runs without white space or line ends too: the send loop takes eight such bytes at once.

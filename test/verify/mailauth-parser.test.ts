@@ -12,20 +12,13 @@ import { fileURLToPath } from 'node:url';
 import { MessageParser as MailauthMessageParser } from 'mailauth/lib/dkim/message-parser.js';
 import { MessageParser } from '../../src/verify/mailauth-parser.ts';
 import { PIECE } from '../../src/canon/kernels.ts';
+import { generator } from '../helpers/generator.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** Each chunk's parts joined, and the byte the parser keeps for the next chunk. */
 function scan(parser: MailauthMessageParser, chunks: readonly Buffer[]): Array<[string, number | undefined]> {
   return chunks.map((chunk) => [Buffer.concat([...parser.ensureLinebreaks(chunk)]).toString('latin1'), parser.lastByte]);
-}
-
-function generator(seed: number): (n: number) => number {
-  let state = seed;
-  return (n) => {
-    state = (state * 1103515245 + 12345) % 2147483648;
-    return state % n;
-  };
 }
 
 const PIECES = ['\r\n', '\r\n', '\r\n', '\n', '\r', 'a', 'bc d', '\r\r\n', '\n\n', '\t', '\0', '.'];

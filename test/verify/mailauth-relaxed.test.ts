@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RelaxedHash as MailauthRelaxedHash } from 'mailauth/lib/dkim/body/relaxed.js';
 import { RelaxedHash } from '../../src/verify/mailauth-relaxed.ts';
+import { generator } from '../helpers/generator.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -35,15 +36,6 @@ function outcome(hasher: Hasher, chunks: readonly Buffer[], boundary?: string): 
     byteLength: hasher.byteLength,
     canonicalizedLength: hasher.canonicalizedLength,
     bodyHashedBytes: hasher.bodyHashedBytes,
-  };
-}
-
-// A small deterministic generator, so a failure names a reproducible case.
-function generator(seed: number): (n: number) => number {
-  let state = seed;
-  return (n) => {
-    state = (state * 1103515245 + 12345) % 2147483648;
-    return state % n;
   };
 }
 
