@@ -4,13 +4,13 @@ import { closeSync, openSync, unlinkSync } from 'node:fs';
 import { writeAll } from '../common/sync-io.ts';
 import { createTempFile } from '../common/temp-file.ts';
 import { VerifyFailure } from './outcomes.ts';
-import { becomeNext, exitStatusOf, startNext } from './next-queue.ts';
+import { runNext } from './next-queue.ts';
 
 /**
  * Hands the message over in files: the message (with our field) and the envelope are written
  * to temporary files, opened read-only on fd 0 and fd 1 (what came on them is read whole by
  * now: the message into its spool, which `message` reads), and this process becomes the next
- * program (becomeNext), which reads them as it would read qmail-smtpd's pipes. A file exec
+ * program (runNext), which reads them as it would read qmail-smtpd's pipes. A file exec
  * cannot start is started as a child instead, with the same fd 0 and fd 1; its exit status is
  * ours. No byte reaches the next program before the whole message and the envelope are
  * written: a failure of ours on the way (a full disk) ends this process before there is a next
@@ -32,8 +32,7 @@ export function handOverInFiles(next: string, message: Iterable<Buffer>, envelop
     closeSync(messageOut);
     closeSync(envelopeOut);
   }
-  becomeNext(next);
-  return exitStatusOf(startNext(next, [0, 1, 2]));
+  return runNext(next);
 }
 
 /** A new temporary file, open read-only on `fd` (which is closed first); its writing fd. */

@@ -2,7 +2,7 @@
 // rules keep working), else $QMAILHOME/bin/qmail-queue. Never this program again: a DKQUEUE
 // that names it (directly or through a symlink), or a chain that comes back to it, would
 // start one process after another without end.
-import type { ChildProcess, StdioOptions } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { accessSync, closeSync, constants, fstatSync, openSync, readSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { qmailHome } from '../common/control.ts';
@@ -32,16 +32,26 @@ function sameFile(a: string, b: string): boolean {
 }
 
 /**
- * The pass-through: this process becomes the next program (execve), which reads our fd 0 and
- * fd 1 itself, as it would from qmail-smtpd. Its exit status, or the signal that ends it,
- * reaches qmail-smtpd with no Node process waiting beside it (about a sixth of a pass-through's
- * CPU, docs/verify.md). Returns only where it did not exec; the caller then starts the
- * program as a child, as before, and a program that cannot run is the usual 81.
+ * Runs the next program on this process's fd 0, 1 and 2, and resolves with its exit status: by
+ * becoming it where exec can start it (becomeNext, which then never returns), or else as a
+ * child, as the pass-through and the hand-over both do.
+ */
+export function runNext(program: string): Promise<number> {
+  becomeNext(program);
+  return exitStatusOf(startNext(program));
+}
+
+/**
+ * This process becomes the next program (execve), which reads our fd 0 and fd 1 itself, as it
+ * would from qmail-smtpd. Its exit status, or the signal that ends it, reaches qmail-smtpd with
+ * no Node process waiting beside it (about a sixth of a pass-through's CPU, docs/verify.md).
+ * Returns only where it did not exec; runNext then starts the program as a child, and a
+ * program that cannot run is the usual 81.
  *
  * Node (22 and 24) aborts the whole process, with a trace on fd 2, when the execve system call
  * fails, so it is asked only for a file it can start (execable).
  */
-export function becomeNext(program: string): void {
+function becomeNext(program: string): void {
   const { execve } = process as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never };
   if (typeof execve !== 'function' || !execable(program)) return;
   // Node ignores SIGPIPE and SIGXFSZ, and a signal ignored stays ignored across an exec, where
@@ -88,17 +98,17 @@ function startable(path: string, depth: number): boolean {
 }
 
 /**
- * Starts the next program; its env gets LOOP_MARK. node:child_process (and the net, stream and
+ * Starts the next program as a child on our fd 0, 1 and 2; its env gets LOOP_MARK. node:child_process (and the net, stream and
  * dgram modules it loads) is loaded here, not with this file: a pass-through that execs never
  * needs it.
  */
-export function startNext(program: string, stdio: StdioOptions): ChildProcess {
+function startNext(program: string): ChildProcess {
   const { spawn } = process.getBuiltinModule('node:child_process');
-  return spawn(program, [], { stdio, env: nextEnv() });
+  return spawn(program, [], { stdio: [0, 1, 2], env: nextEnv() });
 }
 
 /** The next program's exit status, which becomes ours; 81 if it could not run or was killed. */
-export function exitStatusOf(child: ChildProcess): Promise<number> {
+function exitStatusOf(child: ChildProcess): Promise<number> {
   return new Promise((resolve) => {
     child.once('error', () => resolve(OUTCOMES.INTERNAL.status));
     child.once('exit', (code) => resolve(code ?? OUTCOMES.INTERNAL.status));

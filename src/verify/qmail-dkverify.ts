@@ -11,7 +11,7 @@
 // Nothing is ever written to fd 1 (the envelope, read-only) or fd 2 (possibly the SMTP
 // session's log); the exit status says everything (src/verify/outcomes.ts).
 import { exitStatusFor } from './outcomes.ts';
-import { becomeNext, exitStatusOf, nextProgram, startNext } from './next-queue.ts';
+import { nextProgram, runNext } from './next-queue.ts';
 import { watchdogFd } from './watchdog.ts';
 
 async function main(): Promise<number> {
@@ -19,8 +19,7 @@ async function main(): Promise<number> {
   const next = nextProgram(env, option('self') ?? process.argv[1]);
   if (env.DKVERIFY === undefined || env.RELAYCLIENT !== undefined) {
     // No verification: the next program reads our fd 0 and fd 1 itself, byte for byte.
-    becomeNext(next);
-    return exitStatusOf(startNext(next, [0, 1, 2]));
+    return runNext(next);
   }
   const { verifyAndQueue } = await import('./verify-queue.ts');
   return verifyAndQueue(next, env, watchdogFd(option('watchdog-fd')));
