@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MessageParser as MailauthMessageParser } from 'mailauth/lib/dkim/message-parser.js';
-import { MessageParser } from '../../src/verify/mailauth-parser.ts';
+import { LOOP_FROM_BYTES, MessageParser } from '../../src/verify/mailauth-parser.ts';
 import { PIECE } from '../../src/canon/kernels.ts';
 import { generator } from '../helpers/generator.ts';
 
@@ -28,10 +28,11 @@ test('the same bytes as mailauth\'s scan, chunk after chunk, bare LFs and CRs, C
   for (let round = 0; round < 400; round++) {
     let text = '';
     for (let i = next(50); i > 0; i--) text += PIECES[round % 3 === 0 ? next(3) : next(PIECES.length)];
-    const raw = Buffer.from(text, 'latin1');
+    // Every other round long enough for chunks the loop looks at, short ones between them.
+    const raw = Buffer.from(round % 2 === 0 || text === '' ? text : text.repeat(Math.ceil((3 * LOOP_FROM_BYTES) / text.length)), 'latin1');
     const chunks: Buffer[] = [];
     for (let at = 0; at < raw.length; ) {
-      const size = 1 + next(20);
+      const size = chunks.length % 2 === 0 ? LOOP_FROM_BYTES + next(LOOP_FROM_BYTES) : 1 + next(20);
       chunks.push(raw.subarray(at, at + size));
       at += size;
     }
@@ -41,6 +42,7 @@ test('the same bytes as mailauth\'s scan, chunk after chunk, bare LFs and CRs, C
 
 test('a chunk normalised to CRLF goes on as it is, in one part, larger than a piece of the loop too', () => {
   const line = Buffer.from('x'.repeat(75) + '\r\n');
+  const lines = Buffer.concat(Array<Buffer>(Math.ceil(LOOP_FROM_BYTES / line.length)).fill(line));
   // A CRLF across the loop's piece boundary: the CR last in one piece, the LF first in the next.
   const big = Buffer.concat([Buffer.alloc(PIECE - 1, 'y'), Buffer.from('\r\n'), ...Array<Buffer>(5000).fill(line)]);
   // mailauth's scan would give the same, so it is made to refuse here: it must not be asked.
@@ -53,7 +55,7 @@ test('a chunk normalised to CRLF goes on as it is, in one part, larger than a pi
     },
   });
   try {
-    for (const chunk of [line, big]) {
+    for (const chunk of [lines, big]) {
       const parts = [...new MessageParser().ensureLinebreaks(chunk)];
       assert.equal(parts.length, 1);
       assert.equal(parts[0], chunk, 'the very buffer');
@@ -63,6 +65,25 @@ test('a chunk normalised to CRLF goes on as it is, in one part, larger than a pi
   }
   const parser = new MessageParser();
   assert.deepEqual(scan(parser, [big, Buffer.from('\nz\n')]), scan(new MailauthMessageParser(), [big, Buffer.from('\nz\n')]));
+});
+
+test('a chunk shorter than the loop looks at (a header section) goes through mailauth\'s scan', () => {
+  let asked = 0;
+  const scanOfMailauth = Object.getOwnPropertyDescriptor(MailauthMessageParser.prototype, 'ensureLinebreaks') as PropertyDescriptor;
+  Object.defineProperty(MailauthMessageParser.prototype, 'ensureLinebreaks', {
+    configurable: true,
+    value: function* counted(this: MailauthMessageParser, input: Buffer): Generator<Buffer> {
+      asked += 1;
+      yield* (scanOfMailauth.value as (input: Buffer) => Generator<Buffer>).call(this, input);
+    },
+  });
+  try {
+    const header = Buffer.from('From: a@example.com\r\nSubject: x\r\n\r\n');
+    assert.deepEqual([...new MessageParser().ensureLinebreaks(header)], [header]);
+    assert.equal(asked, 1);
+  } finally {
+    Object.defineProperty(MailauthMessageParser.prototype, 'ensureLinebreaks', scanOfMailauth);
+  }
 });
 
 // Of the build in dist/ (`npm test` builds it first): Node strips TypeScript with WebAssembly.
