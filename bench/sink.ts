@@ -20,8 +20,6 @@ export interface SinkServer {
   readonly port: number;
   /** Messages accepted (final dot answered with 250) so far. */
   messages(): number;
-  /** DATA bytes received so far, dot-stuffed as sent. */
-  bytes(): number;
   /** The first bytes of the last message accepted: enough to see its signature fields. */
   lastHead(): Buffer;
   close(): Promise<void>;
@@ -51,7 +49,6 @@ const HEAD_BYTES = 2048;
  * refuses when it is an address of this host's own). */
 export async function serveSink(host = '127.0.0.1'): Promise<SinkServer> {
   let messages = 0;
-  let bytes = 0;
   let lastHead = Buffer.alloc(0);
   const sockets = new Set<Socket>();
   const server: Server = createServer((socket) => {
@@ -115,12 +112,10 @@ export async function serveSink(host = '127.0.0.1'): Promise<SinkServer> {
         if (end !== -1) end += END_OF_DATA.length;
       }
       if (end === -1) {
-        bytes += chunk.length;
         keepHead(chunk);
         tail = Buffer.from(chunk.length >= 4 ? chunk.subarray(chunk.length - 4) : Buffer.concat([tail, chunk]).subarray(-4));
         return;
       }
-      bytes += end;
       keepHead(chunk.subarray(0, end));
       lastHead = Buffer.concat(head);
       inData = false;
@@ -137,7 +132,6 @@ export async function serveSink(host = '127.0.0.1'): Promise<SinkServer> {
   return {
     port: (server.address() as AddressInfo).port,
     messages: () => messages,
-    bytes: () => bytes,
     lastHead: () => lastHead,
     close: () =>
       new Promise<void>((resolve) => {
